@@ -1,0 +1,16 @@
+# Runs PROG and checks that its exit status is 0 and its stdout matches
+# every regular expression of EXPECT (one per line; '#' lines ignored).
+execute_process(COMMAND ${PROG} OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc TIMEOUT 100)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "${PROG} exited with ${rc}\nstdout:\n${out}\nstderr:\n${err}")
+endif()
+file(STRINGS ${EXPECT} lines)
+foreach(re ${lines})
+  if(re MATCHES "^#" OR re STREQUAL "")
+    continue()
+  endif()
+  if(NOT out MATCHES "${re}")
+    message(FATAL_ERROR "output does not match /${re}/\nstdout:\n${out}\nstderr:\n${err}")
+  endif()
+endforeach()
+message(STATUS "ok:\n${out}")

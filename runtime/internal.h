@@ -1,0 +1,106 @@
+/*
+ * The small internal runtime API that sync/ and io/ (and the combinators)
+ * build on: suspend the current task until something fires it, fire a
+ * waiter from any thread, the current worker, the clock.
+ *
+ * The waiter protocol. A waiter is armed by its owner (a task or a plain
+ * thread) with wf__wait_prepare, linked by the owner into some object's list
+ * under that object's lock, and then waited on with wf__wait. Whoever fires
+ * it first (the object, a deadline, a cancellation) wins; every later fire
+ * fails and must move on to the next waiter, so a timed-out or cancelled
+ * waiter never swallows a hand-off meant for another. Rules:
+ *   - objects fire waiters while holding their own lock;
+ *   - after wf__wait returns a code the object did not give (a deadline or
+ *     a cancellation won), the owner unlinks its waiter under the object's
+ *     lock before doing anything else (wf__waiter_linked says if it is
+ *     still in the list);
+ *   - a waiter is never re-armed while linked.
+ * With those, a fire never reaches a waiter that has moved on.
+ */
+#ifndef WEFT_RUNTIME_INTERNAL_H
+#define WEFT_RUNTIME_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "weft.h"
+
+#define WF__NO_DEADLINE UINT64_MAX
+
+typedef struct wf__waiter wf__waiter;
+struct wf__waiter {
+	uint32_t word;  /* atomic: WF__W_* state | WF__W_CANCEL_PENDING */
+	int code;       /* given by the firer, read by the owner after waking */
+	void *value;    /* hand-off payload given by the firer */
+	wf_task *task;  /* owning task, or NULL for a plain thread */
+	struct wf__thread_waiter *thread;
+	wf__waiter *prev, *next; /* the object's list; its lock guards them */
+	bool linked;             /* guarded by the object's lock too */
+	void *data;              /* for the object's own use while linked */
+};
+
+/* Storage a plain thread waits with; lives on the thread's stack. */
+typedef struct wf__thread_waiter {
+	wf__waiter w;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int woken;
+} wf__thread_waiter;
+
+/* Arms the calling task's waiter (or tw's, on a plain thread) and stores it
+ * in *out. WF_ECANCELED if a cancellation was pending for the task: it is
+ * consumed, and the caller must not wait. */
+int wf__wait_prepare(wf__waiter **out, wf__thread_waiter *tw);
+
+/* Suspends until w is fired or the deadline (absolute, wf__now_ns clock)
+ * passes. Returns the firer's code, WF_ETIMEDOUT or WF_ECANCELED. */
+int wf__wait(wf__waiter *w, uint64_t deadline_ns);
+
+/* Fires w with code and value if nothing fired it yet; wakes its owner.
+ * true if this call fired it. Callable from any thread. */
+bool wf__waiter_fire(wf__waiter *w, int code, void *value);
+
+/* Drops an armed waiter that was never waited on (the object turned out
+ * to be ready after wf__wait_prepare). Must not be linked. */
+void wf__wait_abandon(wf__waiter *w);
+
+/* Doubly-linked FIFO of waiters, for objects. The object's lock guards it. */
+typedef struct wf__waitq {
+	wf__waiter *head, *tail;
+	size_t len;
+} wf__waitq;
+
+void wf__waitq_push(wf__waitq *q, wf__waiter *w);
+void wf__waitq_remove(wf__waitq *q, wf__waiter *w);
+wf__waiter *wf__waitq_pop(wf__waitq *q);
+/* Pops waiters until one fires with code/value; true if one did. */
+bool wf__waitq_fire_one(wf__waitq *q, int code, void *value);
+/* Fires every waiter; returns how many fired. */
+size_t wf__waitq_fire_all(wf__waitq *q, int code, void *value);
+
+static inline bool wf__waiter_linked(const wf__waiter *w) { return w->linked; }
+
+/* A tiny test-and-test-and-set lock for objects' short critical sections
+ * (never held across a suspension). */
+typedef struct wf__spinlock {
+	int locked;
+} wf__spinlock;
+#define WF__SPINLOCK_INIT {0}
+void wf__spin_lock(wf__spinlock *l);
+static inline void wf__spin_unlock(wf__spinlock *l)
+{
+	__atomic_store_n(&l->locked, 0, __ATOMIC_RELEASE);
+}
+
+/* Monotonic clock in nanoseconds, and a deadline ms from now (saturating;
+ * WF_FOREVER gives WF__NO_DEADLINE). */
+uint64_t wf__now_ns(void);
+uint64_t wf__deadline_after_ms(uint64_t ms);
+
+/* The calling task, or NULL on a plain thread. */
+wf_task *wf__current(void);
+/* true if the caller is a task (may suspend). */
+bool wf__in_task(void);
+
+#endif

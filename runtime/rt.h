@@ -1,0 +1,275 @@
+/*
+ * Private runtime structures shared by the files of runtime/: tasks,
+ * workers, the runtime. Nothing outside runtime/ includes this; sync/ and
+ * io/ use runtime/internal.h.
+ */
+#ifndef WEFT_RUNTIME_RT_H
+#define WEFT_RUNTIME_RT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "ctx.h"
+#include "deque.h"
+#include "internal.h"
+#include "stack.h"
+#include "weft.h"
+
+#define WF__CACHELINE 64
+#define WF__LIKELY(x) __builtin_expect(!!(x), 1)
+#define WF__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Waiter word: state in the low bits, plus a pending cancellation. */
+enum {
+	WF__W_IDLE = 0,
+	WF__W_ARMED = 1,
+	WF__W_FIRED = 2,
+	WF__W_STATE = 3,
+	WF__W_CANCEL_PENDING = 4,
+};
+
+/* ------------------------------------------------------------------------
+ * Future core: the completion shared by wf_future and wf_task.
+ * ---------------------------------------------------------------------- */
+typedef struct wf__cb_node {
+	wf_done_cb cb;
+	void *arg;
+	struct wf__cb_node *next;
+} wf__cb_node;
+
+typedef struct wf__fcore {
+	wf__spinlock lock;
+	int done;   /* atomic; 1 once the outcome below is published */
+	int err;
+	void *value;
+	char *msg;
+	wf__waitq waiters;
+	wf__cb_node *cbs, *cbs_tail;
+} wf__fcore;
+
+void wf__fcore_init(wf__fcore *c);
+void wf__fcore_destroy(wf__fcore *c);
+/* Completes c (takes ownership of msg). WF_EALREADY if already done.
+ * owner is passed to the done callbacks. */
+int wf__fcore_complete(wf__fcore *c, int err, void *value, char *msg, wf_future *owner);
+/* Waits for c; 0/err of c, or WF_ETIMEDOUT / WF_ECANCELED of the wait. */
+int wf__fcore_wait(wf__fcore *c, uint64_t deadline_ns);
+int wf__fcore_add_cb(wf__fcore *c, wf_done_cb cb, void *arg, wf_future *owner);
+
+struct wf_future {
+	wf__fcore core;
+	uint32_t refs; /* atomic */
+	uint32_t magic;
+};
+
+/* ------------------------------------------------------------------------
+ * Tasks
+ * ---------------------------------------------------------------------- */
+enum {
+	WF__T_NEW = 0,     /* spawned, not started: may still run inline */
+	WF__T_RUNNING = 1, /* started (on a fiber or inline) */
+	WF__T_DONE = 2,    /* finished; outcome in core */
+};
+
+enum { /* park: has a suspended task switched out yet? */
+	WF__P_RUNNING = 0,
+	WF__P_PARKED = 1,
+	WF__P_WOKEN = 2, /* woken before it finished switching out */
+};
+
+#define WF__TASK_MAGIC 0x77667461u /* "wfta" */
+#define WF__TASK_DEAD 0xdeadbeefu
+#define WF__NAME_MAX 32
+
+typedef struct wf__worker wf__worker;
+
+typedef struct wf__fiber {
+	wf__ctx ctx;
+	wf__stack *stack;
+	void *tsan_fiber;
+} wf__fiber;
+
+struct wf_task {
+	uint32_t magic;
+	uint32_t state; /* atomic WF__T_* */
+	uint32_t park;  /* atomic WF__P_* */
+	uint32_t refs;  /* atomic: handle, queue entries, running */
+	wf_fn fn;
+	void *arg;
+	wf__fiber *fiber;  /* the fiber it runs on: its own, or a joiner's */
+	wf__fiber own;     /* its own fiber, when it runs on one */
+	wf__waiter waiter; /* the one thing it waits on at a time */
+	int cancelling;    /* cancellations delivered and not uncancelled */
+	void *result;      /* what fn returned */
+	int fail_err;      /* set by wf_fail */
+	char *fail_msg;
+	wf__fcore core;    /* outcome, and the join's waiter */
+	uint32_t joined;   /* atomic: a join is waiting on or took the outcome */
+	uint32_t name_state; /* atomic: the default name is written lazily */
+	wf_future *submit; /* wf_runtime_submit: completed with the outcome */
+	size_t stack_size; /* 0: the runtime's */
+	wf_runtime *rt;
+	wf__worker *owner; /* whose pool the memory returns to; NULL: foreign */
+	wf__worker *last;  /* where it last ran: remote wake-ups go there */
+	uint64_t id;
+	struct wf_task *reg_prev, *reg_next; /* owner's registry */
+	struct wf_task *qnext;               /* inbox, injection, yield list */
+	char name[WF__NAME_MAX];
+};
+
+/* ------------------------------------------------------------------------
+ * Timers: a per-worker binary heap (see timer.c).
+ * ---------------------------------------------------------------------- */
+typedef struct wf__timer {
+	uint64_t deadline;
+	uint32_t state; /* atomic: armed, firing, fired, cancelled */
+	uint32_t refs;  /* atomic: the heap's and the waiter's */
+	size_t index;   /* in the heap; owner worker only */
+	wf__waiter *waiter;
+	wf__worker *worker;
+} wf__timer;
+
+typedef struct wf__timer_heap {
+	wf__timer **items;
+	size_t len, cap;
+	size_t stale; /* cancelled entries still in the heap */
+} wf__timer_heap;
+
+/* ------------------------------------------------------------------------
+ * Intrusive multi-producer queue of tasks (Treiber stack taken whole).
+ * ---------------------------------------------------------------------- */
+typedef struct wf__mpq {
+	wf_task *head; /* atomic */
+} wf__mpq;
+
+/* ------------------------------------------------------------------------
+ * Workers
+ * ---------------------------------------------------------------------- */
+enum { /* why a task switched back to its worker */
+	WF__SW_PARK = 1,
+	WF__SW_YIELD = 2,
+	WF__SW_EXIT = 3,
+};
+
+struct wf__worker {
+	/* Touched by other threads: thieves, wakers. */
+	wf__deque deque;
+	wf__mpq inbox;
+	int sleeping; /* atomic: parked in uv_run or about to */
+	char pad0[WF__CACHELINE];
+
+	/* Owner only. */
+	wf_runtime *rt;
+	unsigned id;
+	wf__ctx sched_ctx;
+	void *sched_tsan_fiber;
+	const void *sched_stack_lo; /* for ASan's fiber annotations */
+	size_t sched_stack_size;
+	wf_task *current;
+	int switch_reason;
+	wf_task *lifo;
+	unsigned lifo_streak;
+	wf_task *yield_head, *yield_tail;
+	unsigned tick;
+	uint64_t rng;
+	bool searching;
+	wf__stack_cache stacks;
+	wf__stack *dead_stack; /* of a task that exited, freed after the switch */
+	wf_task *free_tasks;
+	unsigned n_free_tasks;
+	wf__mpq remote_free;
+	wf_task reg; /* registry sentinel: every task this worker allocated */
+	size_t n_reg;
+	wf__timer_heap timers;
+	uv_loop_t loop;
+	uv_async_t wakeup;
+	uv_timer_t park_timer;
+	pthread_t thread;
+	void *altstack;
+	uint64_t next_id;
+	unsigned cancel_epoch; /* last shutdown sweep done */
+	uint64_t n_started;    /* atomic, owner writes: tasks spawned here */
+	uint64_t n_finished;   /* atomic, owner writes: tasks finished here */
+};
+
+struct wf_runtime {
+	unsigned nworkers;
+	wf__worker *workers;
+	wf_config cfg;
+	size_t stack_size;
+	wf__mpq injection;
+	int nsleeping;   /* atomic */
+	int nsearching;  /* atomic */
+	int shutdown;    /* atomic: 1 draining, 2 stopping workers */
+	unsigned cancel_epoch;   /* atomic: bumped to make workers sweep */
+	uint64_t foreign_started; /* atomic: tasks submitted from plain threads */
+	pthread_mutex_t foreign_mu;
+	wf_task foreign_reg; /* registry of tasks allocated on plain threads */
+	unsigned started; /* workers up; start_mu */
+	pthread_mutex_t start_mu;
+	pthread_cond_t start_cv;
+};
+
+/* The worker running on this thread, or NULL. Read through a call that the
+ * compiler cannot fold: a task may resume on another thread. */
+wf__worker *wf__self(void);
+extern __thread wf__worker *wf__tls_worker __attribute__((tls_model("initial-exec")));
+
+/* scheduler.c */
+void wf__sched_switch_out(wf__worker *w, int reason);
+void wf__task_wake(wf_task *t);
+void wf__notify_work(wf_runtime *rt);
+void wf__schedule_new(wf__worker *w, wf_task *t);
+void wf__inject(wf_runtime *rt, wf_task *t);
+void *wf__worker_main(void *arg);
+void wf__run_inline(wf__worker *w, wf_task *t);
+void wf__task_finish(wf_task *t);
+
+/* task.c */
+wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w);
+void wf__task_unref(wf_task *t);
+void wf__task_free_local(wf__worker *w, wf_task *t);
+void wf__worker_drain_remote_free(wf__worker *w);
+void wf__task_release_all(wf__worker *w);
+void wf__task_cancel_all(wf_task *reg_head);
+bool wf__task_cancel_request(wf_task *t);
+
+/* timer.c */
+wf__timer *wf__timer_add(wf__worker *w, uint64_t deadline, wf__waiter *wt);
+void wf__timer_cancel(wf__timer *tm);
+/* Fires due timers; returns the next deadline or WF__NO_DEADLINE. */
+uint64_t wf__timers_run(wf__worker *w, uint64_t now);
+void wf__timers_destroy(wf__worker *w);
+
+/* mpq */
+static inline void wf__mpq_push(wf__mpq *q, wf_task *t)
+{
+	wf_task *h = __atomic_load_n(&q->head, __ATOMIC_RELAXED);
+	do {
+		t->qnext = h;
+	} while (!__atomic_compare_exchange_n(&q->head, &h, t, true, __ATOMIC_RELEASE,
+					      __ATOMIC_RELAXED));
+}
+/* Takes every queued task, oldest first. */
+static inline wf_task *wf__mpq_take_all(wf__mpq *q)
+{
+	if (__atomic_load_n(&q->head, __ATOMIC_RELAXED) == NULL)
+		return NULL;
+	wf_task *h = __atomic_exchange_n(&q->head, NULL, __ATOMIC_ACQUIRE);
+	wf_task *rev = NULL;
+	while (h != NULL) {
+		wf_task *n = h->qnext;
+		h->qnext = rev;
+		rev = h;
+		h = n;
+	}
+	return rev;
+}
+static inline bool wf__mpq_empty(wf__mpq *q)
+{
+	return __atomic_load_n(&q->head, __ATOMIC_RELAXED) == NULL;
+}
+
+#endif

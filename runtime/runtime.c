@@ -1,0 +1,328 @@
+/*
+ * Runtime lifecycle: configuration, starting the workers, submitting work
+ * from any thread, and shutting down.
+ *
+ * Shutdown drains before it stops: it asks every worker to cancel the tasks
+ * on its registry (only a registry's owner may walk it), waits until every
+ * task ever started has finished (sum of per-worker finished counters equals
+ * the sum of started ones; read finished first, so a task counted finished
+ * is always counted started), re-sending the cancellation every so often
+ * for tasks that caught one, then stops the workers and frees everything,
+ * handles the program never gave back included.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "executor_internal.h"
+#include "rt.h"
+
+#define DEFAULT_STACK_KIB 64
+#define DEFAULT_GRACE_MS 2000
+#define RECANCEL_MS 50
+
+static unsigned env_unsigned(const char *name, unsigned dflt)
+{
+	const char *s = getenv(name);
+	if (s == NULL || *s == '\0')
+		return dflt;
+	char *end;
+	unsigned long v = strtoul(s, &end, 0);
+	if (*end != '\0' || v > 1u << 20) {
+		fprintf(stderr, "weft: ignoring %s=%s (not a number in range)\n", name, s);
+		return dflt;
+	}
+	return (unsigned)v;
+}
+
+void wf_config_init(wf_config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->workers = env_unsigned("WEFT_WORKERS", 0);
+	cfg->stack_size = (size_t)env_unsigned("WEFT_STACK_KIB", 0) * 1024;
+	cfg->debug = env_unsigned("WEFT_DEBUG", 0);
+	cfg->shutdown_grace_ms = DEFAULT_GRACE_MS;
+}
+
+static unsigned ncores(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+static size_t default_stack_size(void)
+{
+#if defined(WF_ASAN) || defined(WF_TSAN)
+	/* Sanitizers make frames several times larger. */
+	return (size_t)DEFAULT_STACK_KIB * 1024 * 8;
+#else
+	return (size_t)DEFAULT_STACK_KIB * 1024;
+#endif
+}
+
+static int worker_init(wf_runtime *rt, wf__worker *w, unsigned id)
+{
+	memset(w, 0, sizeof(*w));
+	w->rt = rt;
+	w->id = id;
+	w->rng = 0x9e3779b97f4a7c15ull * (id + 1);
+	w->reg.reg_next = w->reg.reg_prev = &w->reg;
+	w->stacks.stack_size = rt->stack_size;
+	w->next_id = 1;
+	if (wf__deque_init(&w->deque, 10) != 0)
+		return WF_ENOMEM;
+	int rc = uv_loop_init(&w->loop);
+	if (rc != 0) {
+		wf__deque_destroy(&w->deque);
+		return rc;
+	}
+	return 0;
+}
+
+static void worker_destroy(wf__worker *w)
+{
+	wf__task_release_all(w);
+	wf__timers_destroy(w);
+	wf__stack_cache_trim(&w->stacks, 0);
+	wf__deque_destroy(&w->deque);
+	uv_loop_close(&w->loop);
+}
+
+static void runtime_free(wf_runtime *rt, unsigned nworkers_inited)
+{
+	for (unsigned i = 0; i < nworkers_inited; i++)
+		worker_destroy(&rt->workers[i]);
+	/* Tasks submitted from plain threads. */
+	while (rt->foreign_reg.reg_next != &rt->foreign_reg) {
+		wf_task *t = rt->foreign_reg.reg_next;
+		t->reg_prev->reg_next = t->reg_next;
+		t->reg_next->reg_prev = t->reg_prev;
+		wf__fcore_destroy(&t->core);
+		free(t->fail_msg);
+		if (t->submit != NULL)
+			wf_future_release(t->submit);
+		free(t);
+	}
+	pthread_mutex_destroy(&rt->foreign_mu);
+	pthread_mutex_destroy(&rt->start_mu);
+	pthread_cond_destroy(&rt->start_cv);
+	free(rt->workers);
+	free(rt);
+}
+
+int wf_runtime_start(const wf_config *cfg_in, wf_runtime **out)
+{
+	if (out == NULL)
+		return WF_EINVAL;
+	*out = NULL;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, wf__stacks_global_init);
+
+	wf_config cfg;
+	if (cfg_in != NULL) {
+		cfg = *cfg_in;
+	} else {
+		wf_config_init(&cfg);
+	}
+	if (cfg.workers > 4096 || (cfg.stack_size != 0 && cfg.stack_size < 16 * 1024))
+		return WF_EINVAL;
+	wf_runtime *rt = calloc(1, sizeof(*rt));
+	if (rt == NULL)
+		return WF_ENOMEM;
+	rt->cfg = cfg;
+	rt->nworkers = cfg.workers ? cfg.workers : ncores();
+	rt->stack_size = cfg.stack_size ? cfg.stack_size : default_stack_size();
+	if (rt->cfg.shutdown_grace_ms == 0)
+		rt->cfg.shutdown_grace_ms = DEFAULT_GRACE_MS;
+	rt->foreign_reg.reg_next = rt->foreign_reg.reg_prev = &rt->foreign_reg;
+	pthread_mutex_init(&rt->foreign_mu, NULL);
+	pthread_mutex_init(&rt->start_mu, NULL);
+	pthread_cond_init(&rt->start_cv, NULL);
+	rt->workers = calloc(rt->nworkers, sizeof(wf__worker));
+	if (rt->workers == NULL) {
+		runtime_free(rt, 0);
+		return WF_ENOMEM;
+	}
+	unsigned inited = 0;
+	int rc = 0;
+	for (; inited < rt->nworkers; inited++)
+		if ((rc = worker_init(rt, &rt->workers[inited], inited)) != 0)
+			break;
+	if (rc != 0) {
+		runtime_free(rt, inited);
+		return rc;
+	}
+	unsigned created = 0;
+	for (; created < rt->nworkers; created++) {
+		rc = -pthread_create(&rt->workers[created].thread, NULL, wf__worker_main,
+				     &rt->workers[created]);
+		if (rc != 0)
+			break;
+	}
+	if (rc != 0) {
+		__atomic_store_n(&rt->shutdown, 2, __ATOMIC_SEQ_CST);
+		for (unsigned i = 0; i < created; i++) {
+			/* The loop may not be parked yet: wait until it started. */
+			pthread_mutex_lock(&rt->start_mu);
+			while (rt->started < created)
+				pthread_cond_wait(&rt->start_cv, &rt->start_mu);
+			pthread_mutex_unlock(&rt->start_mu);
+			uv_async_send(&rt->workers[i].wakeup);
+			pthread_join(rt->workers[i].thread, NULL);
+		}
+		runtime_free(rt, inited);
+		return rc;
+	}
+	pthread_mutex_lock(&rt->start_mu);
+	while (rt->started < rt->nworkers)
+		pthread_cond_wait(&rt->start_cv, &rt->start_mu);
+	pthread_mutex_unlock(&rt->start_mu);
+	*out = rt;
+	return 0;
+}
+
+int wf_runtime_submit(wf_runtime *rt, wf_fn fn, void *arg, wf_future **out)
+{
+	if (out != NULL)
+		*out = NULL;
+	if (rt == NULL || fn == NULL || out == NULL)
+		return WF_EINVAL;
+	if (__atomic_load_n(&rt->shutdown, __ATOMIC_ACQUIRE) != 0)
+		return WF_ESHUTDOWN;
+	wf_future *f = wf_future_new();
+	if (f == NULL)
+		return WF_ENOMEM;
+	wf__worker *w = wf__self();
+	bool local = w != NULL && w->rt == rt && w->current != NULL;
+	wf_task *t = wf__task_alloc(rt, local ? w : NULL);
+	if (t == NULL) {
+		wf_future_release(f);
+		return WF_ENOMEM;
+	}
+	t->fn = fn;
+	t->arg = arg;
+	t->submit = wf_future_retain(f);
+	t->joined = 2 | 8; /* detached, submitted: the future has the outcome */
+	t->refs = 1;   /* the start entry */
+	if (local)
+		wf__schedule_new(w, t);
+	else
+		wf__inject(rt, t);
+	*out = f;
+	return 0;
+}
+
+static uint64_t sum_started(wf_runtime *rt)
+{
+	uint64_t n = __atomic_load_n(&rt->foreign_started, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		n += __atomic_load_n(&rt->workers[i].n_started, __ATOMIC_ACQUIRE);
+	return n;
+}
+
+static uint64_t sum_finished(wf_runtime *rt)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		n += __atomic_load_n(&rt->workers[i].n_finished, __ATOMIC_ACQUIRE);
+	return n;
+}
+
+static void wake_all(wf_runtime *rt)
+{
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		uv_async_send(&rt->workers[i].wakeup);
+}
+
+static void cancel_everything(wf_runtime *rt)
+{
+	__atomic_add_fetch(&rt->cancel_epoch, 1, __ATOMIC_SEQ_CST);
+	pthread_mutex_lock(&rt->foreign_mu);
+	wf__task_cancel_all(&rt->foreign_reg);
+	pthread_mutex_unlock(&rt->foreign_mu);
+	wake_all(rt);
+}
+
+int wf_runtime_shutdown(wf_runtime *rt)
+{
+	if (rt == NULL)
+		return WF_EINVAL;
+	wf__worker *self = wf__self();
+	if (self != NULL && self->rt == rt)
+		return WF_EDEADLK;
+	int zero = 0;
+	if (!__atomic_compare_exchange_n(&rt->shutdown, &zero, 1, false, __ATOMIC_SEQ_CST,
+					 __ATOMIC_SEQ_CST))
+		return WF_EALREADY;
+
+	uint64_t waited_ms = 0;
+	for (;;) {
+		uint64_t fin = sum_finished(rt);
+		if (fin == sum_started(rt))
+			break;
+		if (waited_ms % RECANCEL_MS == 0)
+			cancel_everything(rt);
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
+		nanosleep(&ts, NULL);
+		waited_ms++;
+		if (waited_ms == rt->cfg.shutdown_grace_ms)
+			fprintf(stderr,
+				"weft: shutdown: %llu task(s) still running after %llu ms of "
+				"cancellation; waiting for them\n",
+				(unsigned long long)(sum_started(rt) - sum_finished(rt)),
+				(unsigned long long)waited_ms);
+	}
+	__atomic_store_n(&rt->shutdown, 2, __ATOMIC_SEQ_CST);
+	wake_all(rt);
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		pthread_join(rt->workers[i].thread, NULL);
+	runtime_free(rt, rt->nworkers);
+	return 0;
+}
+
+int wf_run(const wf_config *cfg, wf_fn main_fn, void *arg, void **result)
+{
+	if (result != NULL)
+		*result = NULL;
+	if (main_fn == NULL)
+		return WF_EINVAL;
+	wf_runtime *rt;
+	int rc = wf_runtime_start(cfg, &rt);
+	if (rc != 0)
+		return rc;
+	wf_future *f;
+	rc = wf_runtime_submit(rt, main_fn, arg, &f);
+	if (rc != 0) {
+		wf_runtime_shutdown(rt);
+		return rc;
+	}
+	rc = wf_await(f, result);
+	wf_future_release(f);
+	wf_runtime_shutdown(rt);
+	wf__default_pool_shutdown();
+	return rc;
+}
+
+/* Overridden by the executor module when a program links it. */
+__attribute__((weak)) void wf__default_pool_shutdown(void) {}
+
+wf_runtime *wf_runtime_current(void)
+{
+	wf__worker *w = wf__self();
+	return w != NULL ? w->rt : NULL;
+}
+
+unsigned wf_runtime_workers(const wf_runtime *rt)
+{
+	return rt != NULL ? rt->nworkers : 0;
+}
+
+int wf_worker_id(void)
+{
+	wf__worker *w = wf__self();
+	return w != NULL ? (int)w->id : -1;
+}

@@ -1,0 +1,716 @@
+/*
+ * The scheduler: what each worker thread does.
+ *
+ * Each worker owns a Chase-Lev deque (deque.h), a LIFO slot, a private list
+ * of tasks that yielded, an inbox that other threads push to, a timer heap
+ * and a libuv loop. A task switches back to its worker's scheduler context
+ * whenever it parks, yields or exits; the worker then picks the next task:
+ *
+ *   1. the LIFO slot: the task this worker woke last. A wake-up is usually
+ *      a hand-off (a future completed, a lock released) and the woken task
+ *      wants the data that is hot in this core's cache right now;
+ *   2. its own deque, newest first (fork-join locality);
+ *   3. when that is empty: the inbox, the yielded list, the injection
+ *      queue, then stealing from random victims;
+ *   4. when there is nothing anywhere: park in uv_run(UV_RUN_ONCE), which
+ *      sleeps in epoll until I/O, the next timer or a uv_async_send.
+ * Every WF__MAINT_TICKS picks the worker also polls the loop without
+ * blocking, runs due timers, looks at the inbox and the injection queue,
+ * flushes the yielded list and runs the oldest task of its own deque: a
+ * task that yields or wakes its partner in a loop cannot starve I/O, timers,
+ * foreign submissions or old tasks (the deque alone is LIFO).
+ *
+ * Parking without lost wake-ups (a Dekker pattern on seq_cst fences): a
+ * parker sets its `sleeping` flag, fences, then looks at every queue once
+ * more; a notifier publishes its work, fences, then reads the flags. Either
+ * the parker sees the work or the notifier sees the parker. Stealable work
+ * pushed by a busy worker needs no such guarantee (its owner will run it)
+ * and so spawns pay no fence; a worker only wakes a sleeper when no worker
+ * is already searching, and at most half the workers search at once, so a
+ * burst of spawns wakes one thief, which wakes the next if it finds plenty
+ * (no thundering herd).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rt.h"
+
+#if defined(WF_ASAN)
+#include <sanitizer/common_interface_defs.h>
+#endif
+#if defined(WF_TSAN)
+#include <sanitizer/tsan_interface.h>
+#endif
+
+#define WF__MAINT_TICKS 61
+#define WF__STEAL_ROUNDS 2
+#define WF__STACK_CACHE_KEEP 64
+
+#define TAG_START(t) ((void *)((uintptr_t)(t) | 1u))
+#define IS_START(x) (((uintptr_t)(x)&1u) != 0)
+#define UNTAG(x) ((wf_task *)((uintptr_t)(x) & ~(uintptr_t)1u))
+
+__thread wf__worker *wf__tls_worker __attribute__((tls_model("initial-exec")));
+
+/* Not inlined, and opaque to the optimiser: a task that suspends may
+ * resume on another thread, so the thread-local address must be read
+ * again after every switch, never kept in a register across one. */
+__attribute__((noinline)) wf__worker *wf__self(void)
+{
+	wf__worker *w = wf__tls_worker;
+	__asm__ __volatile__("" : "+r"(w));
+	return w;
+}
+
+wf_task *wf__current(void)
+{
+	wf__worker *w = wf__self();
+	return w != NULL ? w->current : NULL;
+}
+
+bool wf__in_task(void) { return wf__current() != NULL; }
+
+static uint64_t rng_next(wf__worker *w)
+{
+	uint64_t x = w->rng;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return w->rng = x;
+}
+
+/* ---- fibers: switching with the sanitizers told ----------------------- */
+
+static void report_overflow(wf_task *t, const char *how) __attribute__((cold, noreturn));
+static void report_overflow(wf_task *t, const char *how)
+{
+	char buf[160];
+	const char *name = wf_task_name(t);
+	int n = snprintf(buf, sizeof(buf), "weft: stack overflow in task \"%s\"%s\n", name, how);
+	if (n > 0)
+		(void)!write(2, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+	abort();
+}
+
+/* From the scheduler context into t's fiber. */
+static void switch_to_task(wf__worker *w, wf_task *t)
+{
+#if defined(WF_ASAN)
+	void *fake = NULL;
+	wf__stack *s = t->fiber->stack;
+	__sanitizer_start_switch_fiber(&fake, s->lo, s->size);
+#endif
+#if defined(WF_TSAN)
+	__tsan_switch_to_fiber(t->fiber->tsan_fiber, 0);
+#endif
+	wf__ctx_switch(&w->sched_ctx, &t->fiber->ctx);
+#if defined(WF_ASAN)
+	__sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+/* From the running task back to its worker's scheduler context. */
+void wf__sched_switch_out(wf__worker *w, int reason)
+{
+	wf_task *t = w->current;
+	wf__fiber *f = t->fiber;
+	if (WF__UNLIKELY(!wf__stack_canary_ok(f->stack)))
+		report_overflow(t, " (its canary was overwritten)");
+	w->switch_reason = reason;
+#if defined(WF_ASAN)
+	void *fake = NULL;
+	__sanitizer_start_switch_fiber(reason == WF__SW_EXIT ? NULL : &fake, w->sched_stack_lo,
+				       w->sched_stack_size);
+#endif
+#if defined(WF_TSAN)
+	__tsan_switch_to_fiber(w->sched_tsan_fiber, 0);
+#endif
+	wf__ctx_switch(&f->ctx, &w->sched_ctx);
+#if defined(WF_ASAN)
+	__sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+static void task_entry(void)
+{
+#if defined(WF_ASAN)
+	__sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+	wf__worker *w = wf__self();
+	wf_task *t = w->current;
+	t->result = t->fn(t->arg);
+	wf__sched_switch_out(wf__self(), WF__SW_EXIT);
+	abort(); /* an exited fiber is never resumed */
+}
+
+/* ---- making tasks runnable -------------------------------------------- */
+
+static void wake_worker(wf__worker *w)
+{
+	int one = 1;
+	if (__atomic_compare_exchange_n(&w->sleeping, &one, 0, false, __ATOMIC_SEQ_CST,
+					__ATOMIC_RELAXED)) {
+		__atomic_sub_fetch(&w->rt->nsleeping, 1, __ATOMIC_SEQ_CST);
+		uv_async_send(&w->wakeup);
+	}
+}
+
+void wf__notify_work(wf_runtime *rt)
+{
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&rt->nsearching, __ATOMIC_SEQ_CST) != 0 ||
+	    __atomic_load_n(&rt->nsleeping, __ATOMIC_SEQ_CST) == 0)
+		return;
+	unsigned n = rt->nworkers;
+	wf__worker *self = wf__self();
+	unsigned start = self != NULL ? self->id + 1 : 0;
+	for (unsigned i = 0; i < n; i++) {
+		wf__worker *w = &rt->workers[(start + i) % n];
+		if (__atomic_load_n(&w->sleeping, __ATOMIC_RELAXED)) {
+			wake_worker(w);
+			if (!__atomic_load_n(&w->sleeping, __ATOMIC_RELAXED))
+				return;
+		}
+	}
+}
+
+/* Cheap check on the spawn path: no fence (see the top comment). */
+static inline void notify_if_idle(wf__worker *w)
+{
+	wf_runtime *rt = w->rt;
+	if (WF__UNLIKELY(__atomic_load_n(&rt->nsleeping, __ATOMIC_RELAXED) != 0) &&
+	    __atomic_load_n(&rt->nsearching, __ATOMIC_RELAXED) == 0)
+		wf__notify_work(rt);
+}
+
+static void push_local(wf__worker *w, void *x)
+{
+	if (WF__UNLIKELY(!wf__deque_push(&w->deque, x))) {
+		/* Out of memory growing the deque: hand it to ourselves through
+		 * the inbox, which never allocates. */
+		wf_task *t = UNTAG(x);
+		if (IS_START(x) && __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) != WF__T_NEW) {
+			wf__task_unref(t); /* stale: a joiner ran it inline */
+			return;
+		}
+		wf__mpq_push(&w->inbox, t);
+		return;
+	}
+	notify_if_idle(w);
+}
+
+void wf__schedule_new(wf__worker *w, wf_task *t)
+{
+	push_local(w, TAG_START(t));
+}
+
+void wf__inject(wf_runtime *rt, wf_task *t)
+{
+	wf__mpq_push(&rt->injection, t);
+	wf__notify_work(rt);
+}
+
+/* A parked task becomes runnable (park protocol in rt.h). */
+static void make_runnable(wf_task *t)
+{
+	wf__worker *w = wf__self();
+	if (w != NULL && w->rt == t->rt) {
+		if (w->lifo != NULL)
+			push_local(w, w->lifo);
+		w->lifo = t;
+		return;
+	}
+	/* From a plain thread or another runtime: the inbox of the worker it
+	 * last ran on. */
+	wf__worker *target = t->last != NULL ? t->last : &t->rt->workers[0];
+	wf__mpq_push(&target->inbox, t);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&target->sleeping, __ATOMIC_SEQ_CST))
+		wake_worker(target);
+	else
+		wf__notify_work(t->rt);
+}
+
+void wf__task_wake(wf_task *t)
+{
+	uint32_t p = __atomic_load_n(&t->park, __ATOMIC_ACQUIRE);
+	for (;;) {
+		if (p == WF__P_PARKED) {
+			if (__atomic_compare_exchange_n(&t->park, &p, WF__P_RUNNING, false,
+							__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+				make_runnable(t);
+				return;
+			}
+		} else {
+			/* Still switching out: leave a note its worker reads. */
+			if (__atomic_compare_exchange_n(&t->park, &p, WF__P_WOKEN, false,
+							__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+				return;
+		}
+	}
+}
+
+/* ---- running tasks ----------------------------------------------------- */
+
+static bool start_fiber(wf__worker *w, wf_task *t)
+{
+	size_t size = t->stack_size ? t->stack_size : w->rt->stack_size;
+	wf__stack *s = wf__stack_get(&w->stacks, size);
+	if (s == NULL)
+		return false;
+	t->own.stack = s;
+	t->fiber = &t->own;
+#if defined(WF_TSAN)
+	t->own.tsan_fiber = __tsan_create_fiber(0);
+#endif
+	wf__ctx_make(&t->own.ctx, s->lo, s->size, task_entry);
+	return true;
+}
+
+/* A start entry was claimed: run t from the beginning, unless it was
+ * cancelled before it started. */
+static void start_task(wf__worker *w, wf_task *t)
+{
+	uint32_t word = __atomic_load_n(&t->waiter.word, __ATOMIC_ACQUIRE);
+	if (word & WF__W_CANCEL_PENDING) {
+		__atomic_and_fetch(&t->waiter.word, ~(uint32_t)WF__W_CANCEL_PENDING,
+				   __ATOMIC_ACQ_REL);
+		t->cancelling = 1;
+		wf__task_finish(t);
+		return;
+	}
+	if (!start_fiber(w, t)) {
+		t->fail_err = WF_ENOMEM;
+		wf__task_finish(t);
+		return;
+	}
+	w->current = t;
+	t->last = w;
+	switch_to_task(w, t);
+}
+
+/* t is the task that switched out: not necessarily the one switched to,
+ * since a task joined inline runs on its joiner's fiber. */
+static void after_switch(wf__worker *w)
+{
+	wf_task *t = w->current;
+	w->current = NULL;
+	switch (w->switch_reason) {
+	case WF__SW_PARK: {
+		uint32_t p = WF__P_RUNNING;
+		if (__atomic_compare_exchange_n(&t->park, &p, WF__P_PARKED, false,
+						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			return;
+		/* Woken while switching out: run it again. */
+		__atomic_store_n(&t->park, WF__P_RUNNING, __ATOMIC_RELAXED);
+		if (w->lifo != NULL)
+			push_local(w, w->lifo);
+		w->lifo = t;
+		return;
+	}
+	case WF__SW_YIELD:
+		t->qnext = NULL;
+		if (w->yield_tail != NULL)
+			w->yield_tail->qnext = t;
+		else
+			w->yield_head = t;
+		w->yield_tail = t;
+		return;
+	case WF__SW_EXIT:
+		/* The fiber is dead: its stack goes back to this worker. */
+#if defined(WF_TSAN)
+		__tsan_destroy_fiber(t->own.tsan_fiber);
+#endif
+		wf__stack_put(&w->stacks, t->fiber->stack);
+		t->own.stack = NULL;
+		t->fiber = NULL;
+		wf__task_finish(t);
+		return;
+	default:
+		abort();
+	}
+}
+
+static void run_entry(wf__worker *w, void *x)
+{
+	wf_task *t;
+	if (IS_START(x)) {
+		t = UNTAG(x);
+		uint32_t s = WF__T_NEW;
+		if (!__atomic_compare_exchange_n(&t->state, &s, WF__T_RUNNING, false,
+						 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			wf__task_unref(t); /* a joiner ran it inline */
+			return;
+		}
+		start_task(w, t);
+		if (w->current == NULL)
+			return; /* finished without a fiber */
+	} else {
+		t = x;
+		w->current = t;
+		t->last = w;
+		switch_to_task(w, t);
+	}
+	after_switch(w);
+}
+
+void wf__run_inline(wf__worker *w, wf_task *t)
+{
+	wf_task *parent = w->current;
+	uint32_t word = __atomic_load_n(&t->waiter.word, __ATOMIC_ACQUIRE);
+	if (word & WF__W_CANCEL_PENDING) {
+		__atomic_and_fetch(&t->waiter.word, ~(uint32_t)WF__W_CANCEL_PENDING,
+				   __ATOMIC_ACQ_REL);
+		t->cancelling = 1;
+		return;
+	}
+	t->fiber = parent->fiber;
+	w->current = t;
+	t->result = t->fn(t->arg);
+	/* The child may have suspended and resumed elsewhere. */
+	w = wf__self();
+	w->current = parent;
+	t->fiber = NULL;
+}
+
+/* ---- finding work ------------------------------------------------------ */
+
+static void flush_yielded(wf__worker *w)
+{
+	/* The deque pops newest first: push newest first so the task that
+	 * yielded first runs first. */
+	wf_task *list = NULL;
+	wf_task *t = w->yield_head;
+	while (t != NULL) { /* reverse */
+		wf_task *n = t->qnext;
+		t->qnext = list;
+		list = t;
+		t = n;
+	}
+	w->yield_head = w->yield_tail = NULL;
+	while (list != NULL) {
+		wf_task *n = list->qnext;
+		push_local(w, list);
+		list = n;
+	}
+}
+
+/* Moves a list taken from a multi-producer queue to the deque, oldest
+ * first on top. Returns whether anything moved. */
+static bool absorb(wf__worker *w, wf_task *list, bool starts)
+{
+	if (list == NULL)
+		return false;
+	/* list is oldest first; push newest first so the oldest runs first. */
+	wf_task *rev = NULL;
+	while (list != NULL) {
+		wf_task *n = list->qnext;
+		list->qnext = rev;
+		rev = list;
+		list = n;
+	}
+	while (rev != NULL) {
+		wf_task *n = rev->qnext;
+		push_local(w, starts ? TAG_START(rev) : (void *)rev);
+		rev = n;
+	}
+	return true;
+}
+
+static bool absorb_inbox(wf__worker *w)
+{
+	/* The inbox holds woken tasks and, rarely, start entries that could
+	 * not be pushed: the latter are NEW. */
+	wf_task *list = wf__mpq_take_all(&w->inbox);
+	if (list == NULL)
+		return false;
+	wf_task *rev = NULL;
+	while (list != NULL) {
+		wf_task *n = list->qnext;
+		list->qnext = rev;
+		rev = list;
+		list = n;
+	}
+	while (rev != NULL) {
+		wf_task *n = rev->qnext;
+		bool start = __atomic_load_n(&rev->state, __ATOMIC_ACQUIRE) == WF__T_NEW;
+		push_local(w, start ? TAG_START(rev) : (void *)rev);
+		rev = n;
+	}
+	return true;
+}
+
+static bool absorb_injection(wf__worker *w)
+{
+	return absorb(w, wf__mpq_take_all(&w->rt->injection), true);
+}
+
+static void *steal_from_others(wf__worker *w)
+{
+	wf_runtime *rt = w->rt;
+	unsigned n = rt->nworkers;
+	if (n < 2)
+		return NULL;
+	for (int round = 0; round < WF__STEAL_ROUNDS; round++) {
+		unsigned start = (unsigned)(rng_next(w) % n);
+		for (unsigned i = 0; i < n; i++) {
+			wf__worker *v = &rt->workers[(start + i) % n];
+			if (v == w)
+				continue;
+			/* Steal half: run the first, keep the rest here. */
+			int64_t size = wf__deque_size(&v->deque);
+			if (size == 0)
+				continue;
+			int64_t want = (size + 1) / 2;
+			void *first = NULL;
+			for (int64_t k = 0; k < want; k++) {
+				void *x = wf__deque_steal(&v->deque);
+				if (x == WF__DQ_EMPTY)
+					break;
+				if (x == WF__DQ_ABORT)
+					continue;
+				if (first == NULL)
+					first = x;
+				else
+					push_local(w, x);
+			}
+			if (first != NULL)
+				return first;
+		}
+	}
+	return NULL;
+}
+
+/* Shutdown asks every worker to cancel the tasks of its registry (only the
+ * owner may walk it). */
+static bool cancel_sweep(wf__worker *w)
+{
+	unsigned epoch = __atomic_load_n(&w->rt->cancel_epoch, __ATOMIC_ACQUIRE);
+	if (WF__LIKELY(epoch == w->cancel_epoch))
+		return false;
+	w->cancel_epoch = epoch;
+	wf__task_cancel_all(&w->reg);
+	return true;
+}
+
+static void maintenance(wf__worker *w)
+{
+	cancel_sweep(w);
+	uv_run(&w->loop, UV_RUN_NOWAIT);
+	wf__timers_run(w, wf__now_ns());
+	absorb_inbox(w);
+	absorb_injection(w);
+	if (w->yield_head != NULL)
+		flush_yielded(w);
+	wf__worker_drain_remote_free(w);
+	if (w->stacks.count > 4 * WF__STACK_CACHE_KEEP)
+		wf__stack_cache_trim(&w->stacks, 2 * WF__STACK_CACHE_KEEP);
+	/* Work for sleepers? A spawn does not fence (see the top comment);
+	 * this catches a sleeper that missed it. */
+	if (wf__deque_size(&w->deque) > 1)
+		notify_if_idle(w);
+}
+
+static void *next_local(wf__worker *w)
+{
+	if (WF__UNLIKELY(++w->tick % WF__MAINT_TICKS == 0)) {
+		maintenance(w);
+		/* The oldest task of the deque gets its turn. */
+		void *x = wf__deque_steal(&w->deque);
+		if (x != WF__DQ_EMPTY && x != WF__DQ_ABORT)
+			return x;
+	}
+	if (w->lifo != NULL) {
+		wf_task *t = w->lifo;
+		w->lifo = NULL;
+		return t;
+	}
+	void *x = wf__deque_take(&w->deque);
+	return x != WF__DQ_EMPTY ? x : NULL;
+}
+
+static void *search(wf__worker *w)
+{
+	wf_runtime *rt = w->rt;
+	if (absorb_inbox(w) || (w->yield_head != NULL && (flush_yielded(w), true)) ||
+	    absorb_injection(w)) {
+		void *x = wf__deque_take(&w->deque);
+		if (x != WF__DQ_EMPTY)
+			return x;
+	}
+	if (rt->nworkers < 2)
+		return NULL;
+	/* Bound the searchers: at most half the workers steal at once. */
+	int s = __atomic_load_n(&rt->nsearching, __ATOMIC_RELAXED);
+	if (2 * (unsigned)s >= rt->nworkers)
+		return NULL;
+	__atomic_add_fetch(&rt->nsearching, 1, __ATOMIC_SEQ_CST);
+	void *x = steal_from_others(w);
+	int left = __atomic_sub_fetch(&rt->nsearching, 1, __ATOMIC_SEQ_CST);
+	/* The last searcher to find work wakes another, in case there is
+	 * more (Tokio's rule). */
+	if (x != NULL && left == 0 && wf__deque_size(&w->deque) > 0)
+		wf__notify_work(rt);
+	return x;
+}
+
+static bool anything_to_do(wf__worker *w)
+{
+	wf_runtime *rt = w->rt;
+	if (!wf__mpq_empty(&w->inbox) || !wf__mpq_empty(&rt->injection))
+		return true;
+	if (w->lifo != NULL || w->yield_head != NULL || wf__deque_size(&w->deque) > 0)
+		return true;
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		if (wf__deque_size(&rt->workers[i].deque) > 0)
+			return true;
+	return false;
+}
+
+static void park_timer_cb(uv_timer_t *h) { (void)h; }
+static void wakeup_cb(uv_async_t *h) { (void)h; }
+
+static void park(wf__worker *w)
+{
+	wf_runtime *rt = w->rt;
+	uint64_t next = wf__timers_run(w, wf__now_ns());
+	if (w->lifo != NULL || wf__deque_size(&w->deque) > 0)
+		return; /* a timer woke something */
+	wf__worker_drain_remote_free(w);
+	if (w->stacks.count > WF__STACK_CACHE_KEEP)
+		wf__stack_cache_trim(&w->stacks, WF__STACK_CACHE_KEEP);
+
+	__atomic_store_n(&w->sleeping, 1, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(&rt->nsleeping, 1, __ATOMIC_SEQ_CST);
+	/* Pairs with the fence in wf__notify_work / make_runnable. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (anything_to_do(w) || __atomic_load_n(&rt->shutdown, __ATOMIC_SEQ_CST) == 2 ||
+	    __atomic_load_n(&rt->cancel_epoch, __ATOMIC_SEQ_CST) != w->cancel_epoch) {
+		int one = 1;
+		if (__atomic_compare_exchange_n(&w->sleeping, &one, 0, false, __ATOMIC_SEQ_CST,
+						__ATOMIC_RELAXED))
+			__atomic_sub_fetch(&rt->nsleeping, 1, __ATOMIC_SEQ_CST);
+		return;
+	}
+	if (next != WF__NO_DEADLINE) {
+		uint64_t now = wf__now_ns();
+		uint64_t ms = next > now ? (next - now + 999999) / 1000000 : 0;
+		uv_timer_start(&w->park_timer, park_timer_cb, ms, 0);
+	}
+	uv_run(&w->loop, UV_RUN_ONCE);
+	uv_timer_stop(&w->park_timer);
+	int one = 1;
+	if (__atomic_compare_exchange_n(&w->sleeping, &one, 0, false, __ATOMIC_SEQ_CST,
+					__ATOMIC_RELAXED))
+		__atomic_sub_fetch(&rt->nsleeping, 1, __ATOMIC_SEQ_CST);
+}
+
+/* ---- the worker thread ------------------------------------------------- */
+
+static void on_segv(int sig, siginfo_t *si, void *uctx);
+static struct sigaction prev_segv;
+static pthread_once_t segv_once = PTHREAD_ONCE_INIT;
+
+static void install_segv(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_segv;
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, &prev_segv);
+}
+
+static void on_segv(int sig, siginfo_t *si, void *uctx)
+{
+	wf__worker *w = wf__tls_worker;
+	wf_task *t = w != NULL ? w->current : NULL;
+	if (t != NULL && t->fiber != NULL && wf__stack_in_guard(t->fiber->stack, si->si_addr))
+		report_overflow(t, "");
+	/* Not ours: hand it to whoever handled it before, or die of it. */
+	if (prev_segv.sa_flags & SA_SIGINFO) {
+		if (prev_segv.sa_sigaction != NULL) {
+			prev_segv.sa_sigaction(sig, si, uctx);
+			return;
+		}
+	} else if (prev_segv.sa_handler != SIG_DFL && prev_segv.sa_handler != SIG_IGN) {
+		prev_segv.sa_handler(sig);
+		return;
+	}
+	signal(SIGSEGV, SIG_DFL);
+}
+
+static void worker_thread_init(wf__worker *w)
+{
+	wf__tls_worker = w;
+	pthread_once(&segv_once, install_segv);
+	size_t alt = 64 * 1024;
+	w->altstack = malloc(alt);
+	if (w->altstack != NULL) {
+		stack_t ss = {.ss_sp = w->altstack, .ss_size = alt, .ss_flags = 0};
+		sigaltstack(&ss, NULL);
+	}
+	pthread_attr_t attr;
+	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+		void *lo;
+		size_t size;
+		pthread_attr_getstack(&attr, &lo, &size);
+		w->sched_stack_lo = lo;
+		w->sched_stack_size = size;
+		pthread_attr_destroy(&attr);
+	}
+#if defined(WF_TSAN)
+	w->sched_tsan_fiber = __tsan_get_current_fiber();
+#endif
+	char name[16];
+	snprintf(name, sizeof(name), "weft-w%u", w->id);
+	pthread_setname_np(pthread_self(), name);
+}
+
+static void worker_thread_fini(wf__worker *w)
+{
+	if (w->altstack != NULL) {
+		stack_t ss = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+		sigaltstack(&ss, NULL);
+		free(w->altstack);
+		w->altstack = NULL;
+	}
+	wf__tls_worker = NULL;
+}
+
+void *wf__worker_main(void *arg)
+{
+	wf__worker *w = arg;
+	wf_runtime *rt = w->rt;
+	worker_thread_init(w);
+	uv_async_init(&w->loop, &w->wakeup, wakeup_cb);
+	uv_timer_init(&w->loop, &w->park_timer);
+	pthread_mutex_lock(&rt->start_mu);
+	rt->started++;
+	pthread_cond_broadcast(&rt->start_cv);
+	pthread_mutex_unlock(&rt->start_mu);
+
+	for (;;) {
+		void *x = next_local(w);
+		if (x == NULL)
+			x = search(w);
+		if (x != NULL) {
+			run_entry(w, x);
+			continue;
+		}
+		int sd = __atomic_load_n(&rt->shutdown, __ATOMIC_ACQUIRE);
+		if (sd == 2)
+			break;
+		if (cancel_sweep(w))
+			continue;
+		park(w);
+	}
+	uv_close((uv_handle_t *)&w->wakeup, NULL);
+	uv_close((uv_handle_t *)&w->park_timer, NULL);
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	worker_thread_fini(w);
+	return NULL;
+}

@@ -1,0 +1,510 @@
+/*
+ * Tasks: spawn, join, detach, cancel, and where their memory comes from.
+ *
+ * A task's references: the handle (until wf_join or wf_detach), each queue
+ * entry that may still start it, and "running" (from its start until its
+ * finish). The last one frees it.
+ *
+ * Inline join: a task joined before it has started runs at once on the
+ * joiner's stack, with no fiber and no switch. In the fork-join pattern
+ * (spawn a child, do other work, join the child) the child's start entry is
+ * still at the bottom of the joiner's own deque, so the joiner takes it
+ * back: then nobody else ever saw the task and it is freed on the spot.
+ * Otherwise the joiner claims it with one CAS on its state, and the start
+ * entry left behind is dropped by whoever pops it.
+ *
+ * Memory: task structs come from the allocating worker's free list. A task
+ * freed on another thread is pushed on its owner's remote-free stack (one
+ * CAS) and recycled by the owner. Each worker keeps every task it allocated
+ * on a registry list (owner-only, so no lock), which is how shutdown finds
+ * the tasks to cancel and frees what the program never released. Tasks
+ * submitted from plain threads have no owner: they live on the runtime's
+ * foreign registry, under a mutex (never on the spawn path of a task).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rt.h"
+
+#define TASK_FREE_MAX 4096
+
+enum { /* joined */
+	J_NONE = 0,
+	J_JOINING = 1,
+	J_DETACHED = 2,
+	J_REPORTED = 4, /* the "never joined" report was printed */
+	J_SUBMIT = 8,   /* wf_runtime_submit: the outcome goes to a future */
+};
+
+enum { NAME_NONE = 0, NAME_WRITING = 1, NAME_SET = 2 };
+
+/* ---- memory ------------------------------------------------------------ */
+
+static void reg_link(wf_task *head, wf_task *t)
+{
+	t->reg_next = head->reg_next;
+	t->reg_prev = head;
+	head->reg_next->reg_prev = t;
+	head->reg_next = t;
+}
+
+static void reg_unlink(wf_task *t)
+{
+	t->reg_prev->reg_next = t->reg_next;
+	t->reg_next->reg_prev = t->reg_prev;
+	t->reg_prev = t->reg_next = NULL;
+}
+
+static void task_clear(wf_task *t)
+{
+	wf__fcore_destroy(&t->core);
+	free(t->fail_msg);
+	t->fail_msg = NULL;
+	t->magic = WF__TASK_DEAD;
+}
+
+wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
+{
+	wf_task *t;
+	if (w != NULL && w->free_tasks != NULL) {
+		t = w->free_tasks;
+		w->free_tasks = t->qnext;
+		w->n_free_tasks--;
+	} else if ((t = malloc(sizeof(*t))) == NULL) {
+		return NULL;
+	}
+	t->magic = WF__TASK_MAGIC;
+	t->state = WF__T_NEW;
+	t->park = WF__P_RUNNING;
+	t->refs = 2; /* the handle and the start entry */
+	t->fiber = NULL;
+	t->own.stack = NULL;
+	memset(&t->waiter, 0, sizeof(t->waiter));
+	t->waiter.task = t;
+	t->cancelling = 0;
+	t->fail_err = 0;
+	t->fail_msg = NULL;
+	t->result = NULL;
+	wf__fcore_init(&t->core);
+	t->joined = J_NONE;
+	t->submit = NULL;
+	t->stack_size = 0;
+	t->rt = rt;
+	t->owner = w;
+	t->last = w;
+	t->qnext = NULL;
+	t->name_state = NAME_NONE;
+	t->name[0] = '\0';
+	if (w != NULL) {
+		t->id = (w->next_id++ << 8) | (w->id & 0xff);
+		reg_link(&w->reg, t);
+		__atomic_store_n(&w->n_started, w->n_started + 1, __ATOMIC_RELEASE);
+	} else {
+		t->id = (__atomic_add_fetch(&rt->foreign_started, 1, __ATOMIC_ACQ_REL) << 8) | 0xff;
+		pthread_mutex_lock(&rt->foreign_mu);
+		reg_link(&rt->foreign_reg, t);
+		pthread_mutex_unlock(&rt->foreign_mu);
+	}
+	return t;
+}
+
+void wf__task_free_local(wf__worker *w, wf_task *t)
+{
+	reg_unlink(t);
+	task_clear(t);
+	if (w->n_free_tasks < TASK_FREE_MAX) {
+		t->qnext = w->free_tasks;
+		w->free_tasks = t;
+		w->n_free_tasks++;
+		return;
+	}
+	free(t);
+}
+
+static void task_free(wf_task *t)
+{
+	wf__worker *owner = t->owner;
+	if (owner == NULL) {
+		wf_runtime *rt = t->rt;
+		pthread_mutex_lock(&rt->foreign_mu);
+		reg_unlink(t);
+		pthread_mutex_unlock(&rt->foreign_mu);
+		task_clear(t);
+		free(t);
+		return;
+	}
+	if (owner == wf__self()) {
+		wf__task_free_local(owner, t);
+		return;
+	}
+	wf__mpq_push(&owner->remote_free, t);
+}
+
+void wf__worker_drain_remote_free(wf__worker *w)
+{
+	wf_task *t = wf__mpq_take_all(&w->remote_free);
+	while (t != NULL) {
+		wf_task *n = t->qnext;
+		wf__task_free_local(w, t);
+		t = n;
+	}
+}
+
+void wf__task_unref(wf_task *t)
+{
+	if (__atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		task_free(t);
+}
+
+void wf__task_cancel_all(wf_task *head)
+{
+	for (wf_task *t = head->reg_next; t != head; t = t->reg_next)
+		if (__atomic_load_n(&t->state, __ATOMIC_ACQUIRE) != WF__T_DONE)
+			wf__task_cancel_request(t);
+}
+
+/* After the workers stopped: frees every task a worker still holds. */
+void wf__task_release_all(wf__worker *w)
+{
+	wf__worker_drain_remote_free(w);
+	while (w->reg.reg_next != &w->reg) {
+		wf_task *t = w->reg.reg_next;
+		reg_unlink(t);
+		task_clear(t);
+		free(t);
+	}
+	while (w->free_tasks != NULL) {
+		wf_task *t = w->free_tasks;
+		w->free_tasks = t->qnext;
+		free(t);
+	}
+	w->n_free_tasks = 0;
+}
+
+/* ---- outcome ----------------------------------------------------------- */
+
+static void report_never_joined(wf_task *t)
+{
+	if (__atomic_fetch_or(&t->joined, J_REPORTED, __ATOMIC_ACQ_REL) & J_REPORTED)
+		return;
+	const char *msg = t->core.msg ? t->core.msg : wf_strerror(t->core.err);
+	fprintf(stderr, "weft: task \"%s\" failed: %s, never joined\n", wf_task_name(t), msg);
+}
+
+static bool failed_unseen(wf_task *t)
+{
+	int err = t->core.err;
+	return err != 0 && err != WF_ECANCELED &&
+	       !(__atomic_load_n(&t->joined, __ATOMIC_ACQUIRE) & J_SUBMIT);
+}
+
+/* Publishes t's outcome. drop_running: t ran on a fiber (or was started by
+ * a queue entry), whose reference ends here. */
+static void task_complete(wf_task *t, bool drop_running)
+{
+	int err = t->fail_err;
+	char *msg = NULL;
+	if (err != 0) {
+		msg = t->fail_msg;
+		t->fail_msg = NULL;
+	} else if (t->cancelling > 0) {
+		err = WF_ECANCELED;
+	}
+	void *value = err == 0 ? t->result : NULL;
+	__atomic_store_n(&t->state, WF__T_DONE, __ATOMIC_RELEASE);
+	wf__worker *w = wf__self();
+	if (w != NULL)
+		__atomic_store_n(&w->n_finished, w->n_finished + 1, __ATOMIC_RELEASE);
+	if (t->submit != NULL) {
+		wf_future *f = t->submit;
+		char *copy = msg != NULL ? strdup(msg) : NULL;
+		t->submit = NULL;
+		wf__fcore_complete(&f->core, err, value, copy, f);
+		wf_future_release(f);
+	}
+	wf__fcore_complete(&t->core, err, value, msg, NULL);
+	if ((__atomic_load_n(&t->joined, __ATOMIC_ACQUIRE) & J_DETACHED) && failed_unseen(t))
+		report_never_joined(t);
+	if (drop_running)
+		wf__task_unref(t);
+}
+
+void wf__task_finish(wf_task *t)
+{
+	task_complete(t, true);
+}
+
+/* ---- spawning ---------------------------------------------------------- */
+
+static void set_name(wf_task *t, const char *name)
+{
+	size_t n = strnlen(name, WF__NAME_MAX - 1);
+	memcpy(t->name, name, n);
+	t->name[n] = '\0';
+	t->name_state = NAME_SET;
+}
+
+int wf_spawn_ex(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out)
+{
+	if (out != NULL)
+		*out = NULL;
+	if (fn == NULL || out == NULL)
+		return WF_EINVAL;
+	wf__worker *w = wf__self();
+	if (w == NULL || w->current == NULL)
+		return WF_ENOTTASK;
+	size_t stack_size = 0;
+	if (opts != NULL && opts->stack_size != 0) {
+		if (opts->stack_size < 16 * 1024 || opts->stack_size > ((size_t)1 << 32))
+			return WF_EINVAL;
+		stack_size = opts->stack_size;
+	}
+	wf_task *t = wf__task_alloc(w->rt, w);
+	if (t == NULL)
+		return WF_ENOMEM;
+	t->fn = fn;
+	t->arg = arg;
+	t->stack_size = stack_size;
+	if (opts != NULL && opts->name != NULL)
+		set_name(t, opts->name);
+	wf__schedule_new(w, t);
+	*out = t;
+	return 0;
+}
+
+wf_task *wf_spawn(wf_fn fn, void *arg)
+{
+	if (fn == NULL)
+		return NULL;
+	wf__worker *w = wf__self();
+	if (w == NULL || w->current == NULL)
+		return NULL;
+	wf_task *t = wf__task_alloc(w->rt, w);
+	if (t == NULL)
+		return NULL;
+	t->fn = fn;
+	t->arg = arg;
+	wf__schedule_new(w, t);
+	return t;
+}
+
+/* ---- joining ----------------------------------------------------------- */
+
+static bool handle_ok(const wf_task *t)
+{
+	return t != NULL && t->magic == WF__TASK_MAGIC;
+}
+
+/* Runs an unstarted t on the joiner's stack. */
+static void join_inline(wf__worker *w, wf_task *t)
+{
+	wf__run_inline(w, t);
+	task_complete(t, false);
+}
+
+static int take_outcome(wf_task *t, void **result, char **errmsg)
+{
+	int err = t->core.err;
+	if (result != NULL)
+		*result = err == 0 ? t->core.value : NULL;
+	if (errmsg != NULL && t->core.msg != NULL)
+		*errmsg = strdup(t->core.msg);
+	return err;
+}
+
+int wf_join_ex(wf_task *t, void **result, char **errmsg)
+{
+	if (result != NULL)
+		*result = NULL;
+	if (errmsg != NULL)
+		*errmsg = NULL;
+	if (!handle_ok(t))
+		return WF_EINVAL;
+	wf__worker *w = wf__self();
+	wf_task *me = w != NULL ? w->current : NULL;
+	if (t == me)
+		return WF_EDEADLK;
+	uint32_t j = J_NONE;
+	if (!__atomic_compare_exchange_n(&t->joined, &j, J_JOINING, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		return (j & J_DETACHED) ? WF_EINVAL : WF_EBUSY;
+
+	if (me != NULL && w->rt == t->rt &&
+	    __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) == WF__T_NEW) {
+		void *x = wf__deque_take(&w->deque);
+		if (x == (void *)((uintptr_t)t | 1u)) {
+			/* Ours alone: nobody else ever saw it. */
+			t->state = WF__T_RUNNING;
+			join_inline(w, t);
+			int err = take_outcome(t, result, errmsg);
+			task_free(t);
+			return err;
+		}
+		if (x != WF__DQ_EMPTY)
+			wf__deque_push(&w->deque, x); /* cannot grow: a slot was freed */
+		uint32_t s = WF__T_NEW;
+		if (__atomic_compare_exchange_n(&t->state, &s, WF__T_RUNNING, false,
+						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			join_inline(w, t);
+	}
+
+	bool passed_on = false;
+	for (;;) {
+		int rc = wf__fcore_wait(&t->core, WF__NO_DEADLINE);
+		if (rc == 0)
+			break;
+		if (rc == WF_ECANCELED && me != NULL) {
+			/* asyncio: cancelling the joiner cancels the joined. */
+			wf__task_cancel_request(t);
+			me->cancelling--;
+			passed_on = true;
+			continue;
+		}
+		__atomic_store_n(&t->joined, J_NONE, __ATOMIC_RELEASE);
+		return rc;
+	}
+	int err = take_outcome(t, result, errmsg);
+	if (passed_on && err == WF_ECANCELED)
+		me->cancelling++;
+	wf__task_unref(t);
+	return err;
+}
+
+int wf_join(wf_task *t, void **result)
+{
+	return wf_join_ex(t, result, NULL);
+}
+
+int wf_detach(wf_task *t)
+{
+	if (!handle_ok(t))
+		return WF_EINVAL;
+	uint32_t j = J_NONE;
+	if (!__atomic_compare_exchange_n(&t->joined, &j, J_DETACHED, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		return (j & J_DETACHED) ? WF_EINVAL : WF_EBUSY;
+	if (__atomic_load_n(&t->core.done, __ATOMIC_ACQUIRE) && failed_unseen(t))
+		report_never_joined(t);
+	wf__task_unref(t);
+	return 0;
+}
+
+/* ---- cancellation and failure ----------------------------------------- */
+
+int wf_cancel(wf_task *t)
+{
+	if (!handle_ok(t))
+		return WF_EINVAL;
+	if (__atomic_load_n(&t->state, __ATOMIC_ACQUIRE) == WF__T_DONE)
+		return WF_EALREADY;
+	wf__task_cancel_request(t);
+	return 0;
+}
+
+int wf_uncancel(void)
+{
+	wf_task *t = wf__current();
+	if (t == NULL)
+		return WF_ENOTTASK;
+	if (t->cancelling > 0)
+		t->cancelling--;
+	return t->cancelling;
+}
+
+int wf_cancelling(void)
+{
+	wf_task *t = wf__current();
+	if (t == NULL)
+		return WF_ENOTTASK;
+	return t->cancelling;
+}
+
+void *wf_fail(int err, const char *msg)
+{
+	wf_task *t = wf__current();
+	if (t == NULL || err >= 0)
+		return NULL;
+	t->fail_err = err;
+	free(t->fail_msg);
+	t->fail_msg = msg != NULL ? strdup(msg) : NULL;
+	return NULL;
+}
+
+/* ---- suspensions ------------------------------------------------------- */
+
+/* Consumes a pending cancellation, if any: the suspension fails with it. */
+static bool take_pending_cancel(wf_task *t)
+{
+	uint32_t word = __atomic_load_n(&t->waiter.word, __ATOMIC_ACQUIRE);
+	while (word & WF__W_CANCEL_PENDING)
+		if (__atomic_compare_exchange_n(&t->waiter.word, &word,
+						word & ~(uint32_t)WF__W_CANCEL_PENDING, false,
+						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			t->cancelling++;
+			return true;
+		}
+	return false;
+}
+
+int wf_yield(void)
+{
+	wf__worker *w = wf__self();
+	wf_task *t = w != NULL ? w->current : NULL;
+	if (t == NULL)
+		return WF_ENOTTASK;
+	if (take_pending_cancel(t))
+		return WF_ECANCELED;
+	wf__sched_switch_out(w, WF__SW_YIELD);
+	return take_pending_cancel(t) ? WF_ECANCELED : 0;
+}
+
+int wf_sleep(uint64_t ms)
+{
+	if (!wf__in_task()) {
+		struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000};
+		while (nanosleep(&ts, &ts) != 0)
+			;
+		return 0;
+	}
+	if (ms == 0)
+		return wf_yield();
+	wf__waiter *w;
+	int rc = wf__wait_prepare(&w, NULL);
+	if (rc != 0)
+		return rc;
+	rc = wf__wait(w, wf__deadline_after_ms(ms));
+	return rc == WF_ETIMEDOUT ? 0 : rc;
+}
+
+/* ---- introspection ----------------------------------------------------- */
+
+wf_task *wf_current(void)
+{
+	return wf__current();
+}
+
+const char *wf_task_name(wf_task *t)
+{
+	if (!handle_ok(t))
+		return NULL;
+	uint32_t s = __atomic_load_n(&t->name_state, __ATOMIC_ACQUIRE);
+	if (s == NAME_SET)
+		return t->name;
+	uint32_t none = NAME_NONE;
+	if (__atomic_compare_exchange_n(&t->name_state, &none, NAME_WRITING, false,
+					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		snprintf(t->name, sizeof(t->name), "task-%llu", (unsigned long long)t->id);
+		__atomic_store_n(&t->name_state, NAME_SET, __ATOMIC_RELEASE);
+		return t->name;
+	}
+	while (__atomic_load_n(&t->name_state, __ATOMIC_ACQUIRE) != NAME_SET)
+		;
+	return t->name;
+}
+
+bool wf_task_done(const wf_task *t)
+{
+	return handle_ok(t) && __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) == WF__T_DONE;
+}

@@ -1,0 +1,297 @@
+/*
+ * Waiters: the one suspension primitive that futures, joins, sleeps and the
+ * sync/ and io/ objects are built on (protocol in internal.h).
+ *
+ * A task's waiter is embedded in the task (it waits on one thing at a time),
+ * so a cancellation can reach it from any thread: the waiter word holds both
+ * the waiter's state and a pending-cancellation bit, and one CAS on it
+ * decides between "fire the armed wait with a cancellation" and "leave the
+ * cancellation pending for the next wait". A cancellation is therefore
+ * delivered exactly once, to the current suspension or the next.
+ */
+#include <limits.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "rt.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define cpu_relax() __asm__ __volatile__("yield")
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+/* The code a cancellation fires with; wf__wait turns it into WF_ECANCELED
+ * and counts the delivery on the task. */
+#define WF__CODE_CANCEL INT_MIN
+
+void wf__spin_lock(wf__spinlock *l)
+{
+	for (;;) {
+		if (!__atomic_exchange_n(&l->locked, 1, __ATOMIC_ACQUIRE))
+			return;
+		while (__atomic_load_n(&l->locked, __ATOMIC_RELAXED))
+			cpu_relax();
+	}
+}
+
+uint64_t wf__now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t wf__deadline_after_ms(uint64_t ms)
+{
+	if (ms == WF_FOREVER || ms > UINT64_MAX / 2000000u)
+		return WF__NO_DEADLINE;
+	return wf__now_ns() + ms * 1000000u;
+}
+
+/* ---- wait queues ------------------------------------------------------ */
+
+void wf__waitq_push(wf__waitq *q, wf__waiter *w)
+{
+	w->next = NULL;
+	w->prev = q->tail;
+	if (q->tail != NULL)
+		q->tail->next = w;
+	else
+		q->head = w;
+	q->tail = w;
+	w->linked = true;
+	q->len++;
+}
+
+void wf__waitq_remove(wf__waitq *q, wf__waiter *w)
+{
+	if (!w->linked)
+		return;
+	if (w->prev != NULL)
+		w->prev->next = w->next;
+	else
+		q->head = w->next;
+	if (w->next != NULL)
+		w->next->prev = w->prev;
+	else
+		q->tail = w->prev;
+	w->prev = w->next = NULL;
+	w->linked = false;
+	q->len--;
+}
+
+wf__waiter *wf__waitq_pop(wf__waitq *q)
+{
+	wf__waiter *w = q->head;
+	if (w != NULL)
+		wf__waitq_remove(q, w);
+	return w;
+}
+
+bool wf__waitq_fire_one(wf__waitq *q, int code, void *value)
+{
+	wf__waiter *w;
+	while ((w = wf__waitq_pop(q)) != NULL)
+		if (wf__waiter_fire(w, code, value))
+			return true;
+	return false;
+}
+
+size_t wf__waitq_fire_all(wf__waitq *q, int code, void *value)
+{
+	size_t n = 0;
+	wf__waiter *w;
+	while ((w = wf__waitq_pop(q)) != NULL)
+		n += wf__waiter_fire(w, code, value);
+	return n;
+}
+
+/* ---- arming and firing ------------------------------------------------ */
+
+static void thread_waiter_init(wf__thread_waiter *tw)
+{
+	tw->w.word = WF__W_ARMED;
+	tw->w.task = NULL;
+	tw->w.thread = tw;
+	tw->w.linked = false;
+	tw->w.prev = tw->w.next = NULL;
+	tw->w.code = 0;
+	tw->w.value = NULL;
+	tw->woken = 0;
+	pthread_mutex_init(&tw->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&tw->cv, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
+static void thread_waiter_destroy(wf__thread_waiter *tw)
+{
+	pthread_mutex_destroy(&tw->mu);
+	pthread_cond_destroy(&tw->cv);
+}
+
+int wf__wait_prepare(wf__waiter **out, wf__thread_waiter *tw)
+{
+	wf_task *t = wf__current();
+	if (t == NULL) {
+		thread_waiter_init(tw);
+		*out = &tw->w;
+		return 0;
+	}
+	wf__waiter *w = &t->waiter;
+	uint32_t word = __atomic_load_n(&w->word, __ATOMIC_ACQUIRE);
+	for (;;) {
+		uint32_t next = (word & WF__W_CANCEL_PENDING) ? WF__W_IDLE : WF__W_ARMED;
+		if (__atomic_compare_exchange_n(&w->word, &word, next, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			break;
+	}
+	if (word & WF__W_CANCEL_PENDING) {
+		t->cancelling++;
+		return WF_ECANCELED;
+	}
+	w->code = 0;
+	w->value = NULL;
+	w->linked = false;
+	*out = w;
+	return 0;
+}
+
+void wf__wait_abandon(wf__waiter *w)
+{
+	if (w->task == NULL) {
+		thread_waiter_destroy(w->thread);
+		return;
+	}
+	/* Back to idle unless something fired it meanwhile (a cancellation):
+	 * then its wake-up is on its way and must be consumed by a switch. */
+	uint32_t word = __atomic_load_n(&w->word, __ATOMIC_ACQUIRE);
+	for (;;) {
+		if ((word & WF__W_STATE) != WF__W_ARMED)
+			break;
+		uint32_t next = (word & ~(uint32_t)WF__W_STATE) | WF__W_IDLE;
+		if (__atomic_compare_exchange_n(&w->word, &word, next, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			return;
+	}
+	/* Fired: only a cancellation can fire an unlinked waiter. Consume its
+	 * wake-up, and keep the cancellation for the next wait. */
+	wf__sched_switch_out(wf__self(), WF__SW_PARK);
+	__atomic_or_fetch(&w->word, WF__W_CANCEL_PENDING, __ATOMIC_ACQ_REL);
+	__atomic_and_fetch(&w->word, ~(uint32_t)WF__W_STATE, __ATOMIC_ACQ_REL);
+}
+
+bool wf__waiter_fire(wf__waiter *w, int code, void *value)
+{
+	uint32_t word = __atomic_load_n(&w->word, __ATOMIC_ACQUIRE);
+	for (;;) {
+		if ((word & WF__W_STATE) != WF__W_ARMED)
+			return false;
+		uint32_t next = (word & ~(uint32_t)WF__W_STATE) | WF__W_FIRED;
+		if (__atomic_compare_exchange_n(&w->word, &word, next, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			break;
+	}
+	w->code = code;
+	w->value = value;
+	if (w->task != NULL) {
+		wf__task_wake(w->task);
+		return true;
+	}
+	wf__thread_waiter *tw = w->thread;
+	pthread_mutex_lock(&tw->mu);
+	tw->woken = 1;
+	pthread_cond_signal(&tw->cv);
+	pthread_mutex_unlock(&tw->mu);
+	return true;
+}
+
+bool wf__task_cancel_request(wf_task *t)
+{
+	wf__waiter *w = &t->waiter;
+	uint32_t word = __atomic_load_n(&w->word, __ATOMIC_ACQUIRE);
+	for (;;) {
+		if ((word & WF__W_STATE) == WF__W_ARMED) {
+			uint32_t next = (word & ~(uint32_t)WF__W_STATE) | WF__W_FIRED;
+			if (!__atomic_compare_exchange_n(&w->word, &word, next, false,
+							 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+				continue;
+			w->code = WF__CODE_CANCEL;
+			w->value = NULL;
+			wf__task_wake(t);
+			return true;
+		}
+		if (word & WF__W_CANCEL_PENDING)
+			return true;
+		if (__atomic_compare_exchange_n(&w->word, &word, word | WF__W_CANCEL_PENDING, false,
+						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			return true;
+	}
+}
+
+/* ---- waiting ---------------------------------------------------------- */
+
+static int thread_wait(wf__thread_waiter *tw, uint64_t deadline)
+{
+	struct timespec ts;
+	if (deadline != WF__NO_DEADLINE) {
+		ts.tv_sec = (time_t)(deadline / 1000000000u);
+		ts.tv_nsec = (long)(deadline % 1000000000u);
+	}
+	pthread_mutex_lock(&tw->mu);
+	while (!tw->woken) {
+		if (deadline == WF__NO_DEADLINE) {
+			pthread_cond_wait(&tw->cv, &tw->mu);
+			continue;
+		}
+		if (pthread_cond_timedwait(&tw->cv, &tw->mu, &ts) != ETIMEDOUT)
+			continue;
+		/* Claim our own waiter; if a firer beat us, its signal is
+		 * coming: wait for it. */
+		uint32_t armed = WF__W_ARMED;
+		if (__atomic_compare_exchange_n(&tw->w.word, &armed, WF__W_FIRED, false,
+						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			tw->w.code = WF_ETIMEDOUT;
+			break;
+		}
+		deadline = WF__NO_DEADLINE;
+	}
+	pthread_mutex_unlock(&tw->mu);
+	int code = tw->w.code;
+	thread_waiter_destroy(tw);
+	return code;
+}
+
+int wf__wait(wf__waiter *w, uint64_t deadline)
+{
+	if (w->task == NULL)
+		return thread_wait(w->thread, deadline);
+	wf_task *t = w->task;
+	wf__timer *tm = NULL;
+	if (deadline != WF__NO_DEADLINE) {
+		if (deadline <= wf__now_ns()) {
+			if (wf__waiter_fire(w, WF_ETIMEDOUT, NULL))
+				deadline = WF__NO_DEADLINE; /* wake is queued */
+		} else {
+			tm = wf__timer_add(wf__self(), deadline, w);
+			if (tm == NULL) /* out of memory: fail the wait */
+				wf__waiter_fire(w, WF_ENOMEM, NULL);
+		}
+	}
+	wf__sched_switch_out(wf__self(), WF__SW_PARK);
+	if (tm != NULL)
+		wf__timer_cancel(tm);
+	int code = w->code;
+	if (code == WF__CODE_CANCEL) {
+		t->cancelling++;
+		code = WF_ECANCELED;
+	}
+	/* Back to idle, keeping a cancellation that arrived after the fire. */
+	__atomic_and_fetch(&w->word, ~(uint32_t)WF__W_STATE, __ATOMIC_ACQ_REL);
+	return code;
+}
