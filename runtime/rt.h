@@ -190,6 +190,7 @@ struct wf__worker {
 	void *altstack;
 	uint64_t next_id;
 	unsigned cancel_epoch; /* last shutdown sweep done */
+	uint64_t last_trim;    /* stack cache trimming, wf__now_ns */
 	uint64_t n_started;    /* atomic, owner writes: tasks spawned here */
 	uint64_t n_finished;   /* atomic, owner writes: tasks finished here */
 };

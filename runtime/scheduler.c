@@ -48,6 +48,16 @@
 #define WF__MAINT_TICKS 61
 #define WF__STEAL_ROUNDS 2
 #define WF__STACK_CACHE_KEEP 64
+#define WF__SPIN_ROUNDS 256
+#define WF__TRIM_PERIOD_NS 1000000000ull
+
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define cpu_relax() __asm__ __volatile__("yield")
+#else
+#define cpu_relax() ((void)0)
+#endif
 
 #define TAG_START(t) ((void *)((uintptr_t)(t) | 1u))
 #define IS_START(x) (((uintptr_t)(x)&1u) != 0)
@@ -506,8 +516,6 @@ static void maintenance(wf__worker *w)
 	if (w->yield_head != NULL)
 		flush_yielded(w);
 	wf__worker_drain_remote_free(w);
-	if (w->stacks.count > 4 * WF__STACK_CACHE_KEEP)
-		wf__stack_cache_trim(&w->stacks, 2 * WF__STACK_CACHE_KEEP);
 	/* Work for sleepers? A spawn does not fence (see the top comment);
 	 * this catches a sleeper that missed it. */
 	if (wf__deque_size(&w->deque) > 1)
@@ -529,7 +537,18 @@ static void *next_local(wf__worker *w)
 		return t;
 	}
 	void *x = wf__deque_take(&w->deque);
-	return x != WF__DQ_EMPTY ? x : NULL;
+	if (x != WF__DQ_EMPTY)
+		return x;
+	/* Tasks that yielded run in turn once nothing newer is ready; the
+	 * maintenance tick moves them where thieves can see them. */
+	wf_task *t = w->yield_head;
+	if (t != NULL) {
+		w->yield_head = t->qnext;
+		if (w->yield_head == NULL)
+			w->yield_tail = NULL;
+		return t;
+	}
+	return NULL;
 }
 
 static void *search(wf__worker *w)
@@ -570,8 +589,47 @@ static bool anything_to_do(wf__worker *w)
 	return false;
 }
 
+/* Parking and being woken cost two system calls and a few microseconds of
+ * latency; work often shows up sooner than that (a partner's reply, the
+ * next batch of spawns). Spin a little first, but only while some other
+ * worker is awake to produce it. */
+static bool spin_for_work(wf__worker *w)
+{
+	wf_runtime *rt = w->rt;
+	if (rt->nworkers < 2 ||
+	    __atomic_load_n(&rt->nsleeping, __ATOMIC_RELAXED) >= (int)rt->nworkers - 1)
+		return false;
+	for (int i = 0; i < WF__SPIN_ROUNDS; i++) {
+		if (anything_to_do(w))
+			return true;
+		for (int k = 0; k < 32; k++)
+			cpu_relax();
+	}
+	return false;
+}
+
 static void park_timer_cb(uv_timer_t *h) { (void)h; }
 static void wakeup_cb(uv_async_t *h) { (void)h; }
+
+/* Stacks a burst of tasks left in the cache are given back lazily: at most
+ * half the excess a second, when the worker is idle. A stack that was used
+ * once has its pages touched already, and the next burst saves the faults;
+ * unmapping on every task exit would also cost TLB shoot-downs on every
+ * core. Trimming is also armed from park via the park timer. */
+static uint64_t trim_stacks(wf__worker *w)
+{
+	if (w->stacks.count <= WF__STACK_CACHE_KEEP)
+		return WF__NO_DEADLINE;
+	uint64_t now = wf__now_ns();
+	if (w->last_trim == 0)
+		w->last_trim = now;
+	if (now - w->last_trim < WF__TRIM_PERIOD_NS)
+		return w->last_trim + WF__TRIM_PERIOD_NS;
+	w->last_trim = now;
+	size_t excess = w->stacks.count - WF__STACK_CACHE_KEEP;
+	wf__stack_cache_trim(&w->stacks, WF__STACK_CACHE_KEEP + excess / 2);
+	return w->stacks.count > WF__STACK_CACHE_KEEP ? now + WF__TRIM_PERIOD_NS : WF__NO_DEADLINE;
+}
 
 static void park(wf__worker *w)
 {
@@ -580,8 +638,9 @@ static void park(wf__worker *w)
 	if (w->lifo != NULL || wf__deque_size(&w->deque) > 0)
 		return; /* a timer woke something */
 	wf__worker_drain_remote_free(w);
-	if (w->stacks.count > WF__STACK_CACHE_KEEP)
-		wf__stack_cache_trim(&w->stacks, WF__STACK_CACHE_KEEP);
+	uint64_t trim = trim_stacks(w);
+	if (trim < next)
+		next = trim;
 
 	__atomic_store_n(&w->sleeping, 1, __ATOMIC_SEQ_CST);
 	__atomic_add_fetch(&rt->nsleeping, 1, __ATOMIC_SEQ_CST);
@@ -705,6 +764,8 @@ void *wf__worker_main(void *arg)
 		if (sd == 2)
 			break;
 		if (cancel_sweep(w))
+			continue;
+		if (spin_for_work(w))
 			continue;
 		park(w);
 	}

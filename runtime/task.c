@@ -68,6 +68,8 @@ static void task_clear(wf_task *t)
 wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
 {
 	wf_task *t;
+	if (w != NULL && w->free_tasks == NULL)
+		wf__worker_drain_remote_free(w);
 	if (w != NULL && w->free_tasks != NULL) {
 		t = w->free_tasks;
 		w->free_tasks = t->qnext;
