@@ -143,7 +143,8 @@ int wf_worker_id(void);
  * ---------------------------------------------------------------------- */
 typedef struct wf_spawn_opts {
 	const char *name;  /* copied (first 31 bytes); NULL: "task-<id>" */
-	size_t stack_size; /* 0: the runtime's default */
+	size_t stack_size; /* 0: the runtime's default (16 KiB at least) */
+	bool detached;     /* no handle: as wf_detach right away, but cheaper */
 } wf_spawn_opts;
 
 /* [task] asyncio.create_task: schedules fn(arg) as a new task and returns
@@ -152,7 +153,8 @@ typedef struct wf_spawn_opts {
  * wf_join (waits) or wf_detach (does not wait). A task that has not started
  * when it is joined runs at once on the joiner's stack (no switch). */
 wf_task *wf_spawn(wf_fn fn, void *arg);
-/* [task] wf_spawn with options; 0 or WF_EINVAL, WF_ENOMEM, WF_ENOTTASK. */
+/* [task] wf_spawn with options (opts may be NULL); 0 or WF_EINVAL,
+ * WF_ENOMEM, WF_ENOTTASK. out may be NULL only for a detached task. */
 int wf_spawn_ex(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out);
 
 /* [any] await task: waits until t finishes, stores its result in *result

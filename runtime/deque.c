@@ -20,6 +20,7 @@ int wf__deque_init(wf__deque *d, int64_t log2_size)
 {
 	d->top = 0;
 	d->bottom = 0;
+	d->top_seen = 0;
 	d->array = array_new((int64_t)1 << log2_size);
 	return d->array ? 0 : -1;
 }

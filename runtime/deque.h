@@ -49,7 +49,8 @@ typedef struct wf__deque {
 	char pad0[64 - sizeof(int64_t)];
 	int64_t bottom; /* owner's end */
 	wf__dq_array *array;
-	char pad1[64 - sizeof(int64_t) - sizeof(void *)];
+	int64_t top_seen; /* owner's last read of top: a lower bound */
+	char pad1[64 - 2 * sizeof(int64_t) - sizeof(void *)];
 } wf__deque;
 
 #define WF__DQ_EMPTY ((void *)0)
@@ -99,12 +100,16 @@ static inline bool dq_cas(int64_t *p, int64_t old, int64_t new_)
 static inline bool wf__deque_push(wf__deque *d, void *item)
 {
 	int64_t b = DQ_LOAD_RELAXED(&d->bottom);
-	int64_t t = DQ_LOAD(&d->top); /* acquire in the paper */
 	wf__dq_array *a = d->array;
-	if (__builtin_expect(b - t > a->mask, 0)) {
-		if (!wf__deque_grow(d))
-			return false;
-		a = d->array;
+	/* top only grows, so a stale read is a safe bound for "full": read
+	 * the thieves' cache line only when the stale bound says so. */
+	if (__builtin_expect(b - d->top_seen > a->mask, 0)) {
+		d->top_seen = DQ_LOAD(&d->top); /* acquire in the paper */
+		if (b - d->top_seen > a->mask) {
+			if (!wf__deque_grow(d))
+				return false;
+			a = d->array;
+		}
 	}
 	DQ_STORE_PTR(&a->items[b & a->mask], item);
 	/* Release: the item (and what it points to) before the new bottom;

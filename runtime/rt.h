@@ -114,10 +114,18 @@ struct wf_task {
 	wf__worker *owner; /* whose pool the memory returns to; NULL: foreign */
 	wf__worker *last;  /* where it last ran: remote wake-ups go there */
 	uint64_t id;
-	struct wf_task *reg_prev, *reg_next; /* owner's registry */
+	struct wf_task *reg_prev, *reg_next; /* foreign registry only */
 	struct wf_task *qnext;               /* inbox, injection, yield list */
 	char name[WF__NAME_MAX];
-};
+} __attribute__((aligned(WF__CACHELINE)));
+
+/* Task structs of a worker come from slabs it never gives back before the
+ * runtime ends; walking them finds every task the worker allocated. */
+#define WF__SLAB_TASKS 63
+typedef struct wf__slab {
+	struct wf__slab *next;
+	wf_task tasks[WF__SLAB_TASKS];
+} wf__slab;
 
 /* ------------------------------------------------------------------------
  * Timers: a per-worker binary heap (see timer.c).
@@ -178,10 +186,8 @@ struct wf__worker {
 	wf__stack_cache stacks;
 	wf__stack *dead_stack; /* of a task that exited, freed after the switch */
 	wf_task *free_tasks;
-	unsigned n_free_tasks;
 	wf__mpq remote_free;
-	wf_task reg; /* registry sentinel: every task this worker allocated */
-	size_t n_reg;
+	wf__slab *slabs;
 	wf__timer_heap timers;
 	uv_loop_t loop;
 	uv_async_t wakeup;
@@ -234,7 +240,8 @@ void wf__task_unref(wf_task *t);
 void wf__task_free_local(wf__worker *w, wf_task *t);
 void wf__worker_drain_remote_free(wf__worker *w);
 void wf__task_release_all(wf__worker *w);
-void wf__task_cancel_all(wf_task *reg_head);
+void wf__task_cancel_all(wf__worker *w);
+void wf__task_cancel_list(wf_task *head);
 bool wf__task_cancel_request(wf_task *t);
 
 /* timer.c */

@@ -70,7 +70,6 @@ static int worker_init(wf_runtime *rt, wf__worker *w, unsigned id)
 	w->rt = rt;
 	w->id = id;
 	w->rng = 0x9e3779b97f4a7c15ull * (id + 1);
-	w->reg.reg_next = w->reg.reg_prev = &w->reg;
 	w->stacks.stack_size = rt->stack_size;
 	w->next_id = 1;
 	if (wf__deque_init(&w->deque, 10) != 0)
@@ -242,7 +241,7 @@ static void cancel_everything(wf_runtime *rt)
 {
 	__atomic_add_fetch(&rt->cancel_epoch, 1, __ATOMIC_SEQ_CST);
 	pthread_mutex_lock(&rt->foreign_mu);
-	wf__task_cancel_all(&rt->foreign_reg);
+	wf__task_cancel_list(&rt->foreign_reg);
 	pthread_mutex_unlock(&rt->foreign_mu);
 	wake_all(rt);
 }

@@ -502,7 +502,7 @@ static bool cancel_sweep(wf__worker *w)
 	if (WF__LIKELY(epoch == w->cancel_epoch))
 		return false;
 	w->cancel_epoch = epoch;
-	wf__task_cancel_all(&w->reg);
+	wf__task_cancel_all(w);
 	return true;
 }
 

@@ -13,13 +13,14 @@
  * Otherwise the joiner claims it with one CAS on its state, and the start
  * entry left behind is dropped by whoever pops it.
  *
- * Memory: task structs come from the allocating worker's free list. A task
- * freed on another thread is pushed on its owner's remote-free stack (one
- * CAS) and recycled by the owner. Each worker keeps every task it allocated
- * on a registry list (owner-only, so no lock), which is how shutdown finds
- * the tasks to cancel and frees what the program never released. Tasks
- * submitted from plain threads have no owner: they live on the runtime's
- * foreign registry, under a mutex (never on the spawn path of a task).
+ * Memory: task structs come from the allocating worker's slabs and free
+ * list, so spawning takes no lock and links nothing. A task freed on
+ * another thread is pushed on its owner's remote-free stack (one CAS) and
+ * recycled by the owner. Slabs are only given back when the runtime ends;
+ * walking them is how shutdown finds every task to cancel and what the
+ * program never released (a freed struct is marked dead). Tasks submitted
+ * from plain threads have no owner: they are malloc'd and kept on the
+ * runtime's foreign list, under a mutex (never on a task's spawn path).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +29,6 @@
 
 #include "rt.h"
 
-#define TASK_FREE_MAX 4096
 
 enum { /* joined */
 	J_NONE = 0,
@@ -65,16 +65,34 @@ static void task_clear(wf_task *t)
 	t->magic = WF__TASK_DEAD;
 }
 
+static bool slab_grow(wf__worker *w)
+{
+	wf__slab *s = aligned_alloc(WF__CACHELINE, sizeof(*s));
+	if (s == NULL)
+		return false;
+	s->next = w->slabs;
+	w->slabs = s;
+	for (int i = WF__SLAB_TASKS - 1; i >= 0; i--) {
+		wf_task *t = &s->tasks[i];
+		t->magic = WF__TASK_DEAD;
+		t->qnext = w->free_tasks;
+		w->free_tasks = t;
+	}
+	return true;
+}
+
 wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
 {
 	wf_task *t;
-	if (w != NULL && w->free_tasks == NULL)
-		wf__worker_drain_remote_free(w);
-	if (w != NULL && w->free_tasks != NULL) {
+	if (w != NULL) {
+		if (w->free_tasks == NULL) {
+			wf__worker_drain_remote_free(w);
+			if (w->free_tasks == NULL && !slab_grow(w))
+				return NULL;
+		}
 		t = w->free_tasks;
 		w->free_tasks = t->qnext;
-		w->n_free_tasks--;
-	} else if ((t = malloc(sizeof(*t))) == NULL) {
+	} else if ((t = aligned_alloc(WF__CACHELINE, sizeof(*t))) == NULL) {
 		return NULL;
 	}
 	t->magic = WF__TASK_MAGIC;
@@ -101,7 +119,6 @@ wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
 	t->name[0] = '\0';
 	if (w != NULL) {
 		t->id = (w->next_id++ << 8) | (w->id & 0xff);
-		reg_link(&w->reg, t);
 		__atomic_store_n(&w->n_started, w->n_started + 1, __ATOMIC_RELEASE);
 	} else {
 		t->id = (__atomic_add_fetch(&rt->foreign_started, 1, __ATOMIC_ACQ_REL) << 8) | 0xff;
@@ -114,15 +131,9 @@ wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
 
 void wf__task_free_local(wf__worker *w, wf_task *t)
 {
-	reg_unlink(t);
 	task_clear(t);
-	if (w->n_free_tasks < TASK_FREE_MAX) {
-		t->qnext = w->free_tasks;
-		w->free_tasks = t;
-		w->n_free_tasks++;
-		return;
-	}
-	free(t);
+	t->qnext = w->free_tasks;
+	w->free_tasks = t;
 }
 
 static void task_free(wf_task *t)
@@ -160,29 +171,41 @@ void wf__task_unref(wf_task *t)
 		task_free(t);
 }
 
-void wf__task_cancel_all(wf_task *head)
+static void cancel_if_live(wf_task *t)
+{
+	if (__atomic_load_n(&t->magic, __ATOMIC_ACQUIRE) == WF__TASK_MAGIC &&
+	    __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) != WF__T_DONE)
+		wf__task_cancel_request(t);
+}
+
+/* Owner only: its slabs cannot be recycled while it walks them (frees from
+ * other threads wait on its remote-free stack). */
+void wf__task_cancel_all(wf__worker *w)
+{
+	for (wf__slab *s = w->slabs; s != NULL; s = s->next)
+		for (int i = 0; i < WF__SLAB_TASKS; i++)
+			cancel_if_live(&s->tasks[i]);
+}
+
+void wf__task_cancel_list(wf_task *head)
 {
 	for (wf_task *t = head->reg_next; t != head; t = t->reg_next)
-		if (__atomic_load_n(&t->state, __ATOMIC_ACQUIRE) != WF__T_DONE)
-			wf__task_cancel_request(t);
+		cancel_if_live(t);
 }
 
 /* After the workers stopped: frees every task a worker still holds. */
 void wf__task_release_all(wf__worker *w)
 {
 	wf__worker_drain_remote_free(w);
-	while (w->reg.reg_next != &w->reg) {
-		wf_task *t = w->reg.reg_next;
-		reg_unlink(t);
-		task_clear(t);
-		free(t);
+	while (w->slabs != NULL) {
+		wf__slab *s = w->slabs;
+		w->slabs = s->next;
+		for (int i = 0; i < WF__SLAB_TASKS; i++)
+			if (s->tasks[i].magic == WF__TASK_MAGIC)
+				task_clear(&s->tasks[i]);
+		free(s);
 	}
-	while (w->free_tasks != NULL) {
-		wf_task *t = w->free_tasks;
-		w->free_tasks = t->qnext;
-		free(t);
-	}
-	w->n_free_tasks = 0;
+	w->free_tasks = NULL;
 }
 
 /* ---- outcome ----------------------------------------------------------- */
@@ -226,9 +249,20 @@ static void task_complete(wf_task *t, bool drop_running)
 		wf__fcore_complete(&f->core, err, value, copy, f);
 		wf_future_release(f);
 	}
-	wf__fcore_complete(&t->core, err, value, msg, NULL);
-	if ((__atomic_load_n(&t->joined, __ATOMIC_ACQUIRE) & J_DETACHED) && failed_unseen(t))
-		report_never_joined(t);
+	if (__atomic_load_n(&t->joined, __ATOMIC_ACQUIRE) & J_DETACHED) {
+		/* No handle: nobody waits on it or has a callback on it. */
+		t->core.err = err;
+		t->core.value = value;
+		t->core.msg = msg;
+		__atomic_store_n(&t->core.done, 1, __ATOMIC_RELEASE);
+		if (failed_unseen(t))
+			report_never_joined(t);
+	} else {
+		wf__fcore_complete(&t->core, err, value, msg, NULL);
+		if ((__atomic_load_n(&t->joined, __ATOMIC_ACQUIRE) & J_DETACHED) &&
+		    failed_unseen(t))
+			report_never_joined(t);
+	}
 	if (drop_running)
 		wf__task_unref(t);
 }
@@ -250,9 +284,10 @@ static void set_name(wf_task *t, const char *name)
 
 int wf_spawn_ex(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out)
 {
+	bool detached = opts != NULL && opts->detached;
 	if (out != NULL)
 		*out = NULL;
-	if (fn == NULL || out == NULL)
+	if (fn == NULL || (out == NULL && !detached))
 		return WF_EINVAL;
 	wf__worker *w = wf__self();
 	if (w == NULL || w->current == NULL)
@@ -271,8 +306,13 @@ int wf_spawn_ex(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out)
 	t->stack_size = stack_size;
 	if (opts != NULL && opts->name != NULL)
 		set_name(t, opts->name);
+	if (detached) {
+		t->joined = J_DETACHED;
+		t->refs = 1; /* the start entry only */
+	}
 	wf__schedule_new(w, t);
-	*out = t;
+	if (out != NULL && !detached)
+		*out = t;
 	return 0;
 }
 
