@@ -178,7 +178,9 @@ static void default_pool_init(void)
 	if (env_u64("WEFT_BLOCKING_MAX", &v) && v >= 1 && v <= WF_POOL_MAX_THREADS)
 		default_pool.max_threads = (unsigned)v;
 	if (env_u64("WEFT_BLOCKING_KEEPALIVE_MS", &v))
-		default_pool.keepalive_ns = v > UINT64_MAX / 2000000u ? NO_KEEPALIVE : v * 1000000u;
+		__atomic_store_n(&default_pool.keepalive_ns,
+				 v > UINT64_MAX / 2000000u ? NO_KEEPALIVE : v * 1000000u,
+				 __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&default_pool.mu);
 }
 
@@ -204,9 +206,10 @@ int wf_default_pool_configure(unsigned max_threads, uint64_t keepalive_ms)
 	pthread_mutex_lock(&p->mu);
 	if (max_threads != 0)
 		p->max_threads = max_threads;
-	p->keepalive_ns = keepalive_ms == WF_FOREVER || keepalive_ms > UINT64_MAX / 2000000u
-				  ? NO_KEEPALIVE
-				  : keepalive_ms * 1000000u;
+	uint64_t ka = keepalive_ms == WF_FOREVER || keepalive_ms > UINT64_MAX / 2000000u
+			      ? NO_KEEPALIVE
+			      : keepalive_ms * 1000000u;
+	__atomic_store_n(&p->keepalive_ns, ka, __ATOMIC_RELAXED);
 	/* Parked threads read the keep-alive when they park; wake them so a
 	 * shorter one applies now. */
 	for (pool_thread *t = p->idle; t != NULL; t = t->next)
@@ -376,13 +379,21 @@ static int thread_start(wf_pool *p)
 	if (rc == 0)
 		return 0;
 	job *orphans = NULL;
+	wf_future *exited = NULL;
 	pthread_mutex_lock(&p->mu);
 	p->nthreads--;
 	p->nstarting--;
-	if (p->nthreads == 0)
+	if (p->nthreads == 0) {
 		orphans = queue_take_all(p);
+		exited = p->exited; /* a shutdown waits for this thread */
+		p->exited = NULL;
+	}
 	pthread_mutex_unlock(&p->mu);
 	discard_list(orphans, WF_ENOMEM);
+	if (exited != NULL) {
+		wf_future_set(exited, NULL);
+		wf_future_release(exited);
+	}
 	return WF_ENOMEM;
 }
 
@@ -449,7 +460,7 @@ static int thread_park(wf_pool *p, pool_thread *self)
 	self->job = NULL;
 	idle_push(p, self);
 	for (;;) {
-		uint64_t ka = p->keepalive_ns;
+		uint64_t ka = __atomic_load_n(&p->keepalive_ns, __ATOMIC_RELAXED);
 		struct timespec deadline;
 		if (ka != NO_KEEPALIVE) {
 			clock_gettime(CLOCK_MONOTONIC, &deadline);
@@ -478,7 +489,8 @@ static int thread_park(wf_pool *p, pool_thread *self)
 		}
 		if (w == WORD_EXIT)
 			return PARK_EXIT; /* taken off the list by the closer */
-		if (ka != NO_KEEPALIVE && ka == p->keepalive_ns && deadline_passed(&deadline)) {
+		if (ka != NO_KEEPALIVE && ka == __atomic_load_n(&p->keepalive_ns, __ATOMIC_RELAXED) &&
+		    deadline_passed(&deadline)) {
 			idle_remove(p, self);
 			p->retired++;
 			return PARK_EXIT;
@@ -524,14 +536,13 @@ static void *thread_main(void *arg)
 	wf_pool *p = arg;
 	pool_thread self = {.word = WORD_PARKED};
 	tls_pool = p;
+	thread_name(p, __atomic_fetch_add(&p->next_index, 1, __ATOMIC_RELAXED));
 	pthread_mutex_lock(&p->mu);
-	unsigned index = p->next_index++;
+	/* Leaving the starting state and taking a job in one critical section
+	 * keeps callers from starting threads this one is about to make
+	 * unnecessary. */
 	p->nstarting--;
 	p->started++;
-	pthread_mutex_unlock(&p->mu);
-	thread_name(p, index);
-
-	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		job *j = NULL;
 		bool spawn = false;

@@ -8,6 +8,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#define STACK_BATCH 32
+
 static size_t page_size = 4096;
 static size_t guard_budget = 16384; /* guarded stacks allowed at once */
 static size_t n_mapped;  /* atomic */
@@ -50,37 +52,74 @@ static bool take_guard_slot(void)
 	return false;
 }
 
-static wf__stack *stack_map(size_t size)
+/* Guard pages. Since Linux 6.13, MADV_GUARD_INSTALL marks a page as a
+ * guard in the page tables without splitting the mapping: no limit to
+ * worry about, and it takes the mmap lock only for reading. Elsewhere a
+ * PROT_NONE page, within the budget above. */
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+enum { GUARD_UNKNOWN, GUARD_MADVISE, GUARD_MPROTECT };
+static int guard_mode; /* atomic */
+
+static bool install_guard(char *page)
 {
-	size_t usable = round_up(size, page_size);
-	bool guarded = take_guard_slot();
-	size_t maplen = usable + (guarded ? page_size : 0);
-	char *map = mmap(NULL, maplen, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-	if (map == MAP_FAILED)
-		goto fail;
-	if (guarded && mprotect(map, page_size, PROT_NONE) != 0) {
-		munmap(map, maplen);
-		goto fail;
+	int mode = __atomic_load_n(&guard_mode, __ATOMIC_RELAXED);
+	if (mode != GUARD_MPROTECT) {
+		if (madvise(page, page_size, MADV_GUARD_INSTALL) == 0) {
+			__atomic_store_n(&guard_mode, GUARD_MADVISE, __ATOMIC_RELAXED);
+			return true;
+		}
+		if (mode == GUARD_MADVISE)
+			return false;
+		__atomic_store_n(&guard_mode, GUARD_MPROTECT, __ATOMIC_RELAXED);
 	}
+	if (!take_guard_slot())
+		return false;
+	if (mprotect(page, page_size, PROT_NONE) != 0) {
+		__atomic_sub_fetch(&n_guarded, 1, __ATOMIC_RELAXED);
+		return false;
+	}
+	return true;
+}
+
+static wf__stack *stack_init(char *map, size_t maplen, bool guarded)
+{
 	wf__stack *s = (wf__stack *)(map + maplen - round_up(sizeof(wf__stack), 64));
 	s->map = map;
 	s->maplen = maplen;
-	s->lo = map + (guarded ? page_size : 0);
+	s->lo = map + page_size; /* the guard page, or the canary's page */
 	s->size = (size_t)((char *)s - s->lo);
 	s->guarded = guarded;
 	s->next = NULL;
-	__atomic_add_fetch(&n_mapped, 1, __ATOMIC_RELAXED);
 	return s;
-fail:
-	if (guarded)
-		__atomic_sub_fetch(&n_guarded, 1, __ATOMIC_RELAXED);
-	return NULL;
+}
+
+/* Maps `count` stacks of `size` usable bytes in one mmap (one system call
+ * and one mmap-lock write for the lot) and returns them as a list. Every
+ * stack keeps its lowest page for the guard; without one, that page holds
+ * the canary. */
+static wf__stack *stacks_map(size_t size, size_t count)
+{
+	size_t slot = round_up(size, page_size) + page_size;
+	char *map = mmap(NULL, slot * count, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+	if (map == MAP_FAILED)
+		return NULL;
+	wf__stack *list = NULL;
+	for (size_t i = count; i-- > 0;) {
+		char *m = map + i * slot;
+		wf__stack *s = stack_init(m, slot, install_guard(m));
+		s->next = list;
+		list = s;
+	}
+	__atomic_add_fetch(&n_mapped, count, __ATOMIC_RELAXED);
+	return list;
 }
 
 static void stack_unmap(wf__stack *s)
 {
-	if (s->guarded)
+	if (s->guarded && __atomic_load_n(&guard_mode, __ATOMIC_RELAXED) == GUARD_MPROTECT)
 		__atomic_sub_fetch(&n_guarded, 1, __ATOMIC_RELAXED);
 	__atomic_sub_fetch(&n_mapped, 1, __ATOMIC_RELAXED);
 	munmap(s->map, s->maplen);
@@ -88,20 +127,28 @@ static void stack_unmap(wf__stack *s)
 
 wf__stack *wf__stack_get(wf__stack_cache *c, size_t size)
 {
-	if (size == c->stack_size && c->head != NULL) {
-		wf__stack *s = c->head;
-		c->head = s->next;
-		c->count--;
-		return s;
+	if (size != c->stack_size)
+		return stacks_map(size, 1);
+	if (c->head == NULL) {
+		wf__stack *list = stacks_map(size, STACK_BATCH);
+		if (list == NULL)
+			return NULL;
+		c->head = list->next;
+		c->count += STACK_BATCH - 1;
+		list->next = NULL;
+		return list;
 	}
-	return stack_map(size);
+	wf__stack *s = c->head;
+	c->head = s->next;
+	c->count--;
+	return s;
 }
 
 void wf__stack_put(wf__stack_cache *c, wf__stack *s)
 {
 	/* Only the cache's own size is kept; a stack whose canary was hit is
 	 * never reused (the task was reported already). */
-	if (s->maplen - (s->guarded ? page_size : 0) != round_up(c->stack_size, page_size) ||
+	if (s->maplen != round_up(c->stack_size, page_size) + page_size ||
 	    !wf__stack_canary_ok(s)) {
 		stack_unmap(s);
 		return;

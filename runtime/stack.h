@@ -2,15 +2,17 @@
  * Task stacks: mmap'd, touched lazily, kept in a per-worker cache.
  *
  * A stack is a private anonymous mapping; its pages cost memory only once
- * touched, so an idle task costs about the pages its frames reach. While
- * the process has mappings to spare, the lowest page is a PROT_NONE guard
- * that turns an overflow into a SIGSEGV that weft reports with the task's
- * name. Each guard page splits a mapping in two, and the kernel caps
- * mappings at vm.max_map_count (65530 by default), so past a budget of half
- * of that, stacks come without a guard (neighbouring mappings then merge
- * into one) and carry a canary instead: their lowest WF__CANARY_BYTES must
- * stay zero, and every switch away from such a stack checks them. Reading
- * the never-written canary maps the shared zero page: it costs no memory.
+ * touched, so an idle task costs about the pages its frames reach. Stacks
+ * are mapped 32 at a time (one system call) into the worker's cache. The
+ * lowest page of each is a guard that turns an overflow into a SIGSEGV,
+ * reported with the task's name: where the kernel has MADV_GUARD_INSTALL
+ * (Linux 6.13+) the guard lives in the page tables and costs no mapping;
+ * elsewhere it is a PROT_NONE page, which splits the mapping, and the
+ * kernel caps mappings at vm.max_map_count (65530 by default), so past a
+ * budget of a quarter of that, stacks come without a guard and carry a
+ * canary instead: their lowest WF__CANARY_BYTES must stay zero, and every
+ * switch away from such a stack checks them. Reading the never-written
+ * canary maps the shared zero page: it costs no memory.
  *
  * The struct describing a stack lives at the top of the stack itself (the
  * page the first frames touch anyway), so a stack is one allocation.
