@@ -21,6 +21,18 @@
 #define WF__LIKELY(x) __builtin_expect(!!(x), 1)
 #define WF__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+/* A full fence. TSan does not model stand-alone fences (and warns about
+ * them); there, a seq_cst read-modify-write gives the same ordering. */
+static inline void wf__fence(void)
+{
+#if defined(WF_TSAN)
+	static int fence_word;
+	__atomic_fetch_add(&fence_word, 0, __ATOMIC_SEQ_CST);
+#else
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+}
+
 /* Waiter word: state in the low bits, plus a pending cancellation. */
 enum {
 	WF__W_IDLE = 0,
@@ -37,6 +49,7 @@ typedef struct wf__cb_node {
 	wf_done_cb cb;
 	void *arg;
 	struct wf__cb_node *next;
+	bool owned; /* the watcher's memory (wf__fcore_watch): never freed here */
 } wf__cb_node;
 
 typedef struct wf__fcore {
@@ -57,11 +70,25 @@ int wf__fcore_complete(wf__fcore *c, int err, void *value, char *msg, wf_future 
 /* Waits for c; 0/err of c, or WF_ETIMEDOUT / WF_ECANCELED of the wait. */
 int wf__fcore_wait(wf__fcore *c, uint64_t deadline_ns);
 int wf__fcore_add_cb(wf__fcore *c, wf_done_cb cb, void *arg, wf_future *owner);
+/* A done-callback in a node the caller owns, so watching allocates nothing
+ * and can be undone (the combinators of compose.c watch many tasks at
+ * once). Links n and returns true, or, if c is already done, runs the
+ * callback at once and returns false. */
+bool wf__fcore_watch(wf__fcore *c, wf__cb_node *n, wf_future *owner);
+/* Unlinks n; true if its callback had not been taken for running (it never
+ * will be), false if it has run or is running now. */
+bool wf__fcore_unwatch(wf__fcore *c, wf__cb_node *n);
 
 struct wf_future {
 	wf__fcore core;
 	uint32_t refs; /* atomic */
 	uint32_t magic;
+	uint32_t debug; /* atomic WF__FD_*: the debug report of futures */
+};
+
+enum { /* wf_future.debug */
+	WF__FD_TRACKED = 1, /* made by a task of a WF_DEBUG_CHECKS runtime */
+	WF__FD_SEEN = 2,    /* its outcome was read (wf_await, wf_future_result) */
 };
 
 /* ------------------------------------------------------------------------
@@ -102,6 +129,8 @@ struct wf_task {
 	wf__fiber own;     /* its own fiber, when it runs on one */
 	wf__waiter waiter; /* the one thing it waits on at a time */
 	int cancelling;    /* cancellations delivered and not uncancelled */
+	struct wf__cscope *cscope; /* innermost timeout scope or task group
+				    * the task is inside (compose_internal.h) */
 	void *result;      /* what fn returned */
 	int fail_err;      /* set by wf_fail */
 	char *fail_msg;
@@ -191,7 +220,6 @@ struct wf__worker {
 	wf__timer_heap timers;
 	uv_loop_t loop;
 	uv_async_t wakeup;
-	uv_timer_t park_timer;
 	pthread_t thread;
 	void *altstack;
 	uint64_t next_id;

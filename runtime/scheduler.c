@@ -12,8 +12,9 @@
  *   2. its own deque, newest first (fork-join locality);
  *   3. when that is empty: the inbox, the yielded list, the injection
  *      queue, then stealing from random victims;
- *   4. when there is nothing anywhere: park in uv_run(UV_RUN_ONCE), which
- *      sleeps in epoll until I/O, the next timer or a uv_async_send.
+ *   4. when there is nothing anywhere: park, sleeping in the loop's epoll
+ *      until I/O, the next timer or a uv_async_send, then run libuv's
+ *      callbacks with uv_run(UV_RUN_NOWAIT).
  * Every WF__MAINT_TICKS picks the worker also polls the loop without
  * blocking, runs due timers, looks at the inbox and the injection queue,
  * flushes the yielded list and runs the oldest task of its own deque: a
@@ -30,6 +31,8 @@
  * burst of spawns wakes one thief, which wakes the next if it finds plenty
  * (no thundering herd).
  */
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,7 +173,7 @@ static void wake_worker(wf__worker *w)
 
 void wf__notify_work(wf_runtime *rt)
 {
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	wf__fence();
 	if (__atomic_load_n(&rt->nsearching, __ATOMIC_SEQ_CST) != 0 ||
 	    __atomic_load_n(&rt->nsleeping, __ATOMIC_SEQ_CST) == 0)
 		return;
@@ -235,9 +238,11 @@ static void make_runnable(wf_task *t)
 	}
 	/* From a plain thread or another runtime: the inbox of the worker it
 	 * last ran on. */
-	wf__worker *target = t->last != NULL ? t->last : &t->rt->workers[0];
+	wf__worker *target = __atomic_load_n(&t->last, __ATOMIC_RELAXED);
+	if (target == NULL)
+		target = &t->rt->workers[0];
 	wf__mpq_push(&target->inbox, t);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	wf__fence();
 	if (__atomic_load_n(&target->sleeping, __ATOMIC_SEQ_CST))
 		wake_worker(target);
 	else
@@ -298,7 +303,7 @@ static void start_task(wf__worker *w, wf_task *t)
 		return;
 	}
 	w->current = t;
-	t->last = w;
+	__atomic_store_n(&t->last, w, __ATOMIC_RELAXED);
 	switch_to_task(w, t);
 }
 
@@ -361,7 +366,7 @@ static void run_entry(wf__worker *w, void *x)
 	} else {
 		t = x;
 		w->current = t;
-		t->last = w;
+		__atomic_store_n(&t->last, w, __ATOMIC_RELAXED);
 		switch_to_task(w, t);
 	}
 	after_switch(w);
@@ -608,7 +613,28 @@ static bool spin_for_work(wf__worker *w)
 	return false;
 }
 
-static void park_timer_cb(uv_timer_t *h) { (void)h; }
+/* Sleeps in the loop's epoll until I/O, a uv_async_send or the deadline,
+ * then runs whatever libuv has ready. The poll is ours rather than
+ * uv_run(UV_RUN_ONCE)'s because that one runs due timers first and then
+ * blocks without a timeout: a deadline that came due in between would be
+ * slept through. */
+static void sleep_in_loop(wf__worker *w, uint64_t deadline)
+{
+	int timeout = -1;
+	if (deadline != WF__NO_DEADLINE) {
+		uint64_t now = wf__now_ns();
+		uint64_t ms = deadline > now ? (deadline - now + 999999) / 1000000 : 0;
+		timeout = ms > INT_MAX ? INT_MAX : (int)ms;
+	}
+	uv_update_time(&w->loop);
+	int uvt = uv_backend_timeout(&w->loop);
+	if (uvt >= 0 && (timeout < 0 || uvt < timeout))
+		timeout = uvt;
+	struct pollfd pfd = {.fd = uv_backend_fd(&w->loop), .events = POLLIN};
+	if (timeout != 0)
+		poll(&pfd, 1, timeout);
+	uv_run(&w->loop, UV_RUN_NOWAIT);
+}
 static void wakeup_cb(uv_async_t *h) { (void)h; }
 
 /* Stacks a burst of tasks left in the cache are given back lazily: at most
@@ -645,7 +671,7 @@ static void park(wf__worker *w)
 	__atomic_store_n(&w->sleeping, 1, __ATOMIC_SEQ_CST);
 	__atomic_add_fetch(&rt->nsleeping, 1, __ATOMIC_SEQ_CST);
 	/* Pairs with the fence in wf__notify_work / make_runnable. */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	wf__fence();
 	if (anything_to_do(w) || __atomic_load_n(&rt->shutdown, __ATOMIC_SEQ_CST) == 2 ||
 	    __atomic_load_n(&rt->cancel_epoch, __ATOMIC_SEQ_CST) != w->cancel_epoch) {
 		int one = 1;
@@ -654,13 +680,7 @@ static void park(wf__worker *w)
 			__atomic_sub_fetch(&rt->nsleeping, 1, __ATOMIC_SEQ_CST);
 		return;
 	}
-	if (next != WF__NO_DEADLINE) {
-		uint64_t now = wf__now_ns();
-		uint64_t ms = next > now ? (next - now + 999999) / 1000000 : 0;
-		uv_timer_start(&w->park_timer, park_timer_cb, ms, 0);
-	}
-	uv_run(&w->loop, UV_RUN_ONCE);
-	uv_timer_stop(&w->park_timer);
+	sleep_in_loop(w, next);
 	int one = 1;
 	if (__atomic_compare_exchange_n(&w->sleeping, &one, 0, false, __ATOMIC_SEQ_CST,
 					__ATOMIC_RELAXED))
@@ -746,7 +766,6 @@ void *wf__worker_main(void *arg)
 	wf_runtime *rt = w->rt;
 	worker_thread_init(w);
 	uv_async_init(&w->loop, &w->wakeup, wakeup_cb);
-	uv_timer_init(&w->loop, &w->park_timer);
 	pthread_mutex_lock(&rt->start_mu);
 	rt->started++;
 	pthread_cond_broadcast(&rt->start_cv);
@@ -770,7 +789,6 @@ void *wf__worker_main(void *arg)
 		park(w);
 	}
 	uv_close((uv_handle_t *)&w->wakeup, NULL);
-	uv_close((uv_handle_t *)&w->park_timer, NULL);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	worker_thread_fini(w);
 	return NULL;

@@ -104,6 +104,7 @@ wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
 	memset(&t->waiter, 0, sizeof(t->waiter));
 	t->waiter.task = t;
 	t->cancelling = 0;
+	t->cscope = NULL;
 	t->fail_err = 0;
 	t->fail_msg = NULL;
 	t->result = NULL;
@@ -378,7 +379,7 @@ int wf_join_ex(wf_task *t, void **result, char **errmsg)
 		void *x = wf__deque_take(&w->deque);
 		if (x == (void *)((uintptr_t)t | 1u)) {
 			/* Ours alone: nobody else ever saw it. */
-			t->state = WF__T_RUNNING;
+			__atomic_store_n(&t->state, WF__T_RUNNING, __ATOMIC_RELAXED);
 			join_inline(w, t);
 			int err = take_outcome(t, result, errmsg);
 			task_free(t);

@@ -1,6 +1,6 @@
 /*
  * Timers: one binary min-heap of deadlines per worker, driven by the
- * worker's scheduler loop (which bounds its sleep in uv_run by the earliest
+ * worker's scheduler loop (which bounds its sleep in epoll by the earliest
  * deadline). A timer entry fires a waiter with WF_ETIMEDOUT.
  *
  * Only the owning worker touches its heap. A wait that ends some other way

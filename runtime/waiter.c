@@ -144,6 +144,10 @@ int wf__wait_prepare(wf__waiter **out, wf__thread_waiter *tw)
 		return 0;
 	}
 	wf__waiter *w = &t->waiter;
+	/* Reset before arming: once armed, a firer may write them. */
+	w->code = 0;
+	w->value = NULL;
+	w->linked = false;
 	uint32_t word = __atomic_load_n(&w->word, __ATOMIC_ACQUIRE);
 	for (;;) {
 		uint32_t next = (word & WF__W_CANCEL_PENDING) ? WF__W_IDLE : WF__W_ARMED;
@@ -155,9 +159,6 @@ int wf__wait_prepare(wf__waiter **out, wf__thread_waiter *tw)
 		t->cancelling++;
 		return WF_ECANCELED;
 	}
-	w->code = 0;
-	w->value = NULL;
-	w->linked = false;
 	*out = w;
 	return 0;
 }
@@ -214,6 +215,10 @@ bool wf__waiter_fire(wf__waiter *w, int code, void *value)
 bool wf__task_cancel_request(wf_task *t)
 {
 	wf__waiter *w = &t->waiter;
+	/* Reset before arming: once armed, a firer may write them. */
+	w->code = 0;
+	w->value = NULL;
+	w->linked = false;
 	uint32_t word = __atomic_load_n(&w->word, __ATOMIC_ACQUIRE);
 	for (;;) {
 		if ((word & WF__W_STATE) == WF__W_ARMED) {
