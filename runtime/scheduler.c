@@ -278,9 +278,7 @@ static bool start_fiber(wf__worker *w, wf_task *t)
 		return false;
 	t->own.stack = s;
 	t->fiber = &t->own;
-#if defined(WF_TSAN)
-	t->own.tsan_fiber = __tsan_create_fiber(0);
-#endif
+	t->own.tsan_fiber = s->tsan_fiber;
 	wf__ctx_make(&t->own.ctx, s->lo, s->size, task_entry);
 	return true;
 }
@@ -336,9 +334,6 @@ static void after_switch(wf__worker *w)
 		return;
 	case WF__SW_EXIT:
 		/* The fiber is dead: its stack goes back to this worker. */
-#if defined(WF_TSAN)
-		__tsan_destroy_fiber(t->own.tsan_fiber);
-#endif
 		wf__stack_put(&w->stacks, t->fiber->stack);
 		t->own.stack = NULL;
 		t->fiber = NULL;

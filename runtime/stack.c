@@ -8,6 +8,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#if defined(WF_TSAN)
+#include <sanitizer/tsan_interface.h>
+#endif
+
 #define STACK_BATCH 32
 
 static size_t page_size = 4096;
@@ -92,6 +96,12 @@ static wf__stack *stack_init(char *map, size_t maplen, bool guarded)
 	s->size = (size_t)((char *)s - s->lo);
 	s->guarded = guarded;
 	s->next = NULL;
+#if defined(WF_TSAN)
+	/* Creating a TSan fiber is slow: one per stack, not one per task. */
+	s->tsan_fiber = __tsan_create_fiber(0);
+#else
+	s->tsan_fiber = NULL;
+#endif
 	return s;
 }
 
@@ -122,6 +132,9 @@ static void stack_unmap(wf__stack *s)
 	if (s->guarded && __atomic_load_n(&guard_mode, __ATOMIC_RELAXED) == GUARD_MPROTECT)
 		__atomic_sub_fetch(&n_guarded, 1, __ATOMIC_RELAXED);
 	__atomic_sub_fetch(&n_mapped, 1, __ATOMIC_RELAXED);
+#if defined(WF_TSAN)
+	__tsan_destroy_fiber(s->tsan_fiber);
+#endif
 	munmap(s->map, s->maplen);
 }
 

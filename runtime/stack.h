@@ -32,6 +32,7 @@ typedef struct wf__stack {
 	size_t size;    /* usable bytes, from lo up to this struct */
 	bool guarded;
 	struct wf__stack *next; /* cache list */
+	void *tsan_fiber;       /* ThreadSanitizer's context, kept with the stack */
 } wf__stack;
 
 typedef struct wf__stack_cache {
