@@ -40,6 +40,9 @@ enum {
 	WF__W_FIRED = 2,
 	WF__W_STATE = 3,
 	WF__W_CANCEL_PENDING = 4,
+	WF__W_BY_CANCEL = 8, /* fired by a cancellation not yet seen */
+	WF__W_PROXY = 16,    /* armed for an inline child that waits (waiter.c) */
+	WF__W_FORWARDED = 32, /* a cancellation of a proxy reached the child */
 };
 
 /* ------------------------------------------------------------------------
@@ -129,6 +132,8 @@ struct wf_task {
 	wf__fiber own;     /* its own fiber, when it runs on one */
 	wf__waiter waiter; /* the one thing it waits on at a time */
 	int cancelling;    /* cancellations delivered and not uncancelled */
+	struct wf_task *inline_parent; /* the joiner it runs inline for */
+	uint32_t cancel_forwarded;     /* atomic: a cancellation went to the child */
 	struct wf__cscope *cscope; /* innermost timeout scope or task group
 				    * the task is inside (compose_internal.h) */
 	void *result;      /* what fn returned */

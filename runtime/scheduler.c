@@ -378,12 +378,14 @@ void wf__run_inline(wf__worker *w, wf_task *t)
 		return;
 	}
 	t->fiber = parent->fiber;
+	t->inline_parent = parent;
 	w->current = t;
 	t->result = t->fn(t->arg);
 	/* The child may have suspended and resumed elsewhere. */
 	w = wf__self();
 	w->current = parent;
 	t->fiber = NULL;
+	t->inline_parent = NULL;
 }
 
 /* ---- finding work ------------------------------------------------------ */

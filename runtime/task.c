@@ -104,6 +104,8 @@ wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
 	memset(&t->waiter, 0, sizeof(t->waiter));
 	t->waiter.task = t;
 	t->cancelling = 0;
+	t->inline_parent = NULL;
+	t->cancel_forwarded = 0;
 	t->cscope = NULL;
 	t->fail_err = 0;
 	t->fail_msg = NULL;
@@ -340,11 +342,17 @@ static bool handle_ok(const wf_task *t)
 	return t != NULL && t->magic == WF__TASK_MAGIC;
 }
 
-/* Runs an unstarted t on the joiner's stack. */
+/* Runs an unstarted t on the joiner's stack. A cancellation of the joiner
+ * that reached t while t waited (waiter.c) counts as the joiner's own if t
+ * let it through, as with a join that waits. */
 static void join_inline(wf__worker *w, wf_task *t)
 {
+	wf_task *me = w->current;
 	wf__run_inline(w, t);
 	task_complete(t, false);
+	if (__atomic_exchange_n(&me->cancel_forwarded, 0, __ATOMIC_ACQ_REL) &&
+	    t->core.err == WF_ECANCELED)
+		me->cancelling++;
 }
 
 static int take_outcome(wf_task *t, void **result, char **errmsg)

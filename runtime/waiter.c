@@ -184,7 +184,7 @@ void wf__wait_abandon(wf__waiter *w)
 	 * wake-up, and keep the cancellation for the next wait. */
 	wf__sched_switch_out(wf__self(), WF__SW_PARK);
 	__atomic_or_fetch(&w->word, WF__W_CANCEL_PENDING, __ATOMIC_ACQ_REL);
-	__atomic_and_fetch(&w->word, ~(uint32_t)WF__W_STATE, __ATOMIC_ACQ_REL);
+	__atomic_and_fetch(&w->word, ~(uint32_t)(WF__W_STATE | WF__W_BY_CANCEL), __ATOMIC_ACQ_REL);
 }
 
 bool wf__waiter_fire(wf__waiter *w, int code, void *value)
@@ -212,17 +212,85 @@ bool wf__waiter_fire(wf__waiter *w, int code, void *value)
 	return true;
 }
 
+/* ---- cancelling a task that waits through an inline child ------------- *
+ *
+ * A task joined before it started runs inline on its joiner's fiber; when
+ * it waits, the whole chain of joiners waits with it, and cancelling one of
+ * them must reach the wait (asyncio passes a cancellation on to the awaited
+ * task). So while an inline child waits, each of its joiners has its own
+ * waiter armed as a proxy that names the child: a cancellation that fires a
+ * proxy passes itself on to the child and then marks the proxy forwarded.
+ * The child disarms the proxies when it resumes, waiting for a forward in
+ * progress to finish, so the child is never freed under a canceller. */
+
+static void forward_cancel(wf_task *joiner, wf_task *child)
+{
+	__atomic_store_n(&joiner->cancel_forwarded, 1, __ATOMIC_RELEASE);
+	wf__task_cancel_request(child);
+	__atomic_or_fetch(&joiner->waiter.word, WF__W_FORWARDED, __ATOMIC_ACQ_REL);
+}
+
+static void proxies_arm(wf_task *child)
+{
+	for (wf_task *a = child->inline_parent; a != NULL; a = a->inline_parent) {
+		wf__waiter *w = &a->waiter;
+		w->data = child;
+		uint32_t word = __atomic_load_n(&w->word, __ATOMIC_ACQUIRE);
+		for (;;) {
+			if (word & WF__W_CANCEL_PENDING) {
+				/* Cancelled before the child waited: pass it on. */
+				if (!__atomic_compare_exchange_n(&w->word, &word,
+								 word & ~(uint32_t)WF__W_CANCEL_PENDING,
+								 false, __ATOMIC_ACQ_REL,
+								 __ATOMIC_ACQUIRE))
+					continue;
+				__atomic_store_n(&a->cancel_forwarded, 1, __ATOMIC_RELEASE);
+				wf__task_cancel_request(child);
+				word &= ~(uint32_t)WF__W_CANCEL_PENDING;
+			}
+			uint32_t next = (word & ~(uint32_t)WF__W_STATE) | WF__W_ARMED | WF__W_PROXY;
+			if (__atomic_compare_exchange_n(&w->word, &word, next, false, __ATOMIC_ACQ_REL,
+							__ATOMIC_ACQUIRE))
+				break;
+		}
+	}
+}
+
+static void proxies_disarm(wf_task *child)
+{
+	const uint32_t keep = WF__W_CANCEL_PENDING;
+	for (wf_task *a = child->inline_parent; a != NULL; a = a->inline_parent) {
+		wf__waiter *w = &a->waiter;
+		uint32_t word = __atomic_load_n(&w->word, __ATOMIC_ACQUIRE);
+		for (;;) {
+			if ((word & WF__W_STATE) == WF__W_FIRED && !(word & WF__W_FORWARDED)) {
+				word = __atomic_load_n(&w->word, __ATOMIC_ACQUIRE);
+				continue; /* a forward is under way */
+			}
+			if (__atomic_compare_exchange_n(&w->word, &word, word & keep, false,
+							__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+				break;
+		}
+	}
+}
+
 bool wf__task_cancel_request(wf_task *t)
 {
 	wf__waiter *w = &t->waiter;
-	/* Reset before arming: once armed, a firer may write them. */
-	w->code = 0;
-	w->value = NULL;
-	w->linked = false;
 	uint32_t word = __atomic_load_n(&w->word, __ATOMIC_ACQUIRE);
 	for (;;) {
+		if (word & WF__W_BY_CANCEL)
+			return true; /* one is on its way: deliver once */
+		if ((word & WF__W_STATE) == WF__W_ARMED && (word & WF__W_PROXY)) {
+			uint32_t next = (word & ~(uint32_t)WF__W_STATE) | WF__W_FIRED | WF__W_BY_CANCEL;
+			if (!__atomic_compare_exchange_n(&w->word, &word, next, false,
+							 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+				continue;
+			forward_cancel(t, w->data);
+			return true;
+		}
 		if ((word & WF__W_STATE) == WF__W_ARMED) {
-			uint32_t next = (word & ~(uint32_t)WF__W_STATE) | WF__W_FIRED;
+			uint32_t next = (word & ~(uint32_t)WF__W_STATE) | WF__W_FIRED | WF__W_BY_CANCEL;
 			if (!__atomic_compare_exchange_n(&w->word, &word, next, false,
 							 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 				continue;
@@ -278,6 +346,9 @@ int wf__wait(wf__waiter *w, uint64_t deadline)
 		return thread_wait(w->thread, deadline);
 	wf_task *t = w->task;
 	wf__timer *tm = NULL;
+	bool proxied = t->inline_parent != NULL;
+	if (proxied)
+		proxies_arm(t);
 	if (deadline != WF__NO_DEADLINE) {
 		if (deadline <= wf__now_ns()) {
 			if (wf__waiter_fire(w, WF_ETIMEDOUT, NULL))
@@ -289,6 +360,8 @@ int wf__wait(wf__waiter *w, uint64_t deadline)
 		}
 	}
 	wf__sched_switch_out(wf__self(), WF__SW_PARK);
+	if (proxied)
+		proxies_disarm(t);
 	if (tm != NULL)
 		wf__timer_cancel(tm);
 	int code = w->code;
@@ -297,6 +370,6 @@ int wf__wait(wf__waiter *w, uint64_t deadline)
 		code = WF_ECANCELED;
 	}
 	/* Back to idle, keeping a cancellation that arrived after the fire. */
-	__atomic_and_fetch(&w->word, ~(uint32_t)WF__W_STATE, __ATOMIC_ACQ_REL);
+	__atomic_and_fetch(&w->word, ~(uint32_t)(WF__W_STATE | WF__W_BY_CANCEL), __ATOMIC_ACQ_REL);
 	return code;
 }
