@@ -259,5 +259,6 @@ int wf_future_add_done_callback(wf_future *f, wf_done_cb cb, void *arg);
 
 #include "weft/sync.h"     /* locks, events, semaphores, queues, ... */
 #include "weft/executor.h" /* thread pools for blocking calls */
+#include "weft/compose.h"  /* gather, wait, timeouts, task groups, ... */
 
 #endif /* WEFT_H */

@@ -14,10 +14,9 @@
  * Rule: the set is only torn down (unwatch) while the watched items are
  * alive, i.e. before the handles of unfinished tasks are given back.
  *
- * Fork-join. gather first runs the tasks that nobody has started on the
- * caller's stack (newest first, which takes them back from the bottom of
- * the caller's own deque in the common case), as wf_join does: no fiber,
- * no switch. Only what is left (started elsewhere) is watched.
+ * No task runs on the caller's stack here (wf_join's inline path): a
+ * task suspended there would hold the caller, which could then neither
+ * return the first failure at once nor pass a cancellation on.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -63,30 +62,6 @@ bool wf__task_run_here(wf_task *t)
 	__atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
 	run_claimed(w, t);
 	return true;
-}
-
-void wf__run_own_spawns(bool (*mine)(wf_task *t, void *arg), void *arg)
-{
-	for (;;) {
-		wf__worker *w = wf__self(); /* a child may move us elsewhere */
-		if (w == NULL || w->current == NULL)
-			return;
-		void *x = wf__deque_take(&w->deque);
-		if (x == WF__DQ_EMPTY)
-			return;
-		wf_task *t = (wf_task *)((uintptr_t)x & ~(uintptr_t)1u);
-		if (x != START_TAG(t) || !mine(t, arg)) {
-			wf__deque_push(&w->deque, x);
-			return;
-		}
-		uint32_t s = WF__T_NEW;
-		if (!__atomic_compare_exchange_n(&t->state, &s, WF__T_RUNNING, false,
-						 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-			wf__task_unref(t); /* stale entry: someone ran it inline */
-			continue;
-		}
-		run_claimed(w, t);
-	}
 }
 
 /* ------------------------------------------------------------------------
@@ -430,14 +405,7 @@ static int gather(const items *it, wf_outcome *out, unsigned flags)
 	size_t first_fail = SIZE_MAX;
 	bool cancelled = false;
 
-	if (it->tasks != NULL && wf__in_task())
-		for (size_t i = n; i-- > 0;)
-			if (wf__task_run_here(it->tasks[i]) && !all && item_err(it, i) != 0) {
-				first_fail = i;
-				break;
-			}
-
-	if (first_fail == SIZE_MAX) {
+	{
 		mwatch *mw = mw_new(n, all ? 0 : WAKE_ON_FAIL, n);
 		if (mw == NULL) {
 			rc = gather_in_order(it, all, &cancelled, &first_fail);

@@ -1,6 +1,6 @@
 /*
  * Shared by the combinators (compose.c, compose_timeout.c, group.c): cancel
- * scopes and running an unstarted task on the caller's stack.
+ * scopes, and running an unstarted task on the caller's stack.
  *
  * Cancel scopes. A timeout scope and a task group may cancel the task that
  * is inside them (a deadline passed, a child failed) and must take that
@@ -57,11 +57,8 @@ static inline bool wf__task_handle_ok(const wf_task *t)
 
 /* If t has not started (and belongs to the caller's runtime), runs it to
  * its end on the calling task's stack, as wf_join does, without taking the
- * handle. true if it ran. Must be called from a task. */
+ * handle. true if it ran. Must be called from a task. Only for a task
+ * that cannot suspend there (a cancelled one never runs its body). */
 bool wf__task_run_here(wf_task *t);
-
-/* Runs unstarted tasks at the bottom of the caller's deque while `mine`
- * says they are wanted (fork-join: what the caller just spawned). */
-void wf__run_own_spawns(bool (*mine)(wf_task *t, void *arg), void *arg);
 
 #endif

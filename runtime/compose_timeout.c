@@ -7,13 +7,13 @@
  * the scheduler's timers need no new kind of entry: the helper sleeps on
  * its own waiter until the deadline (one per-worker timer entry), then,
  * under the scope's lock and only if the task is still inside, marks the
- * scope expired and cancels the task. Moving the deadline just rewrites it
- * and pokes the helper (a cancellation of the helper, which it takes back),
- * which reads it again. Leaving marks the scope left under the same lock,
- * so the helper never cancels a task that has gone on, then pokes and
- * waits for the helper. A helper that has not started by then is cancelled
- * before it starts and never runs: a short scope costs a spawn and an
- * inline join, no fiber and no switch.
+ * scope expired and cancels the task. While it sleeps, its waiter is linked
+ * in the scope (under the lock): moving the deadline rewrites it and fires
+ * that waiter, so the helper reads it again. Leaving marks the scope left
+ * under the same lock, so the helper never cancels a task that has gone
+ * on, fires the helper's waiter and waits for the helper. A helper that has
+ * not started by then is cancelled first, so it never starts: a short
+ * scope costs a spawn and an inline join, no fiber and no switch.
  *
  * Waiting for the helper at the leave must not eat the task's own
  * cancellations: it waits on the helper's completion core directly, and a
@@ -27,8 +27,9 @@
 typedef struct tscope {
 	wf__cscope cs; /* first: the chain links these */
 	wf_task *helper;
-	uint64_t deadline; /* cs.lock; WF__NO_DEADLINE: none */
-	int left;          /* cs.lock */
+	wf__waiter *sleeping; /* cs.lock: the helper's, while it sleeps */
+	uint64_t deadline;    /* cs.lock; WF__NO_DEADLINE: none */
+	int left;             /* cs.lock */
 } tscope;
 
 _Static_assert(sizeof(tscope) <= sizeof(wf_timeout), "wf_timeout too small");
@@ -37,6 +38,15 @@ _Static_assert(_Alignof(tscope) <= _Alignof(wf_timeout), "wf_timeout misaligned"
 static tscope *ts_of(wf_timeout *to)
 {
 	return (tscope *)(void *)to;
+}
+
+/* Fires the helper's waiter if it sleeps: it reads the scope again. */
+static void poke_locked(tscope *ts)
+{
+	if (ts->sleeping != NULL) {
+		wf__waiter_fire(ts->sleeping, 0, NULL);
+		ts->sleeping = NULL;
+	}
 }
 
 static void *deadline_helper(void *arg)
@@ -54,13 +64,20 @@ static void *deadline_helper(void *arg)
 			wf__spin_unlock(&ts->cs.lock);
 			break;
 		}
-		wf__spin_unlock(&ts->cs.lock);
 		wf__waiter *w;
-		int rc = wf__wait_prepare(&w, NULL);
-		if (rc == 0)
-			rc = wf__wait(w, deadline);
-		if (rc == WF_ECANCELED)
-			wf_uncancel(); /* a poke: read the scope again */
+		if (wf__wait_prepare(&w, NULL) != 0) {
+			/* Cancelled by the leave: read the scope again. */
+			wf__spin_unlock(&ts->cs.lock);
+			continue;
+		}
+		ts->sleeping = w;
+		wf__spin_unlock(&ts->cs.lock);
+		if (wf__wait(w, deadline) != 0) {
+			wf__spin_lock(&ts->cs.lock);
+			if (ts->sleeping == w)
+				ts->sleeping = NULL;
+			wf__spin_unlock(&ts->cs.lock);
+		}
 	}
 	return NULL;
 }
@@ -115,13 +132,10 @@ int wf_timeout_reschedule(wf_timeout *to, uint64_t timeout_ms)
 	ts->deadline = deadline;
 	if (timeout_ms == 0)
 		wf__cscope_request_locked(&ts->cs);
+	poke_locked(ts);
 	wf__spin_unlock(&ts->cs.lock);
-	if (timeout_ms == 0 || deadline == WF__NO_DEADLINE)
-		return 0; /* a helper, if any, finds out at its next wake */
-	if (ts->helper != NULL) {
-		wf__task_cancel_request(ts->helper);
+	if (ts->helper != NULL || timeout_ms == 0 || deadline == WF__NO_DEADLINE)
 		return 0;
-	}
 	return spawn_helper(ts);
 }
 
@@ -131,12 +145,12 @@ bool wf_timeout_expired(const wf_timeout *to)
 	       __atomic_load_n(&((const tscope *)(const void *)to)->cs.requested, __ATOMIC_ACQUIRE);
 }
 
-/* Stops the helper and waits for its end without consuming the caller's
- * cancellations (see the top comment). */
+/* Stops the helper (the scope is marked left) and waits for its end
+ * without consuming the caller's cancellations (see the top comment). */
 static void stop_helper(tscope *ts)
 {
 	wf_task *h = ts->helper;
-	wf__task_cancel_request(h);
+	wf__task_cancel_request(h); /* if it has not started, it never will */
 	wf__task_run_here(h);
 	while (wf__fcore_wait(&h->core, WF__NO_DEADLINE) != 0)
 		; /* a cancellation of ours: it stays counted */
@@ -156,6 +170,7 @@ int wf_timeout_leave(wf_timeout *to, int rc)
 		return WF_EINVAL;
 	wf__spin_lock(&ts->cs.lock);
 	ts->left = 1;
+	poke_locked(ts);
 	wf__spin_unlock(&ts->cs.lock);
 	if (ts->helper != NULL)
 		stop_helper(ts);

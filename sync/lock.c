@@ -1,0 +1,308 @@
+/*
+ * Lock: asyncio.Lock for tasks on many workers and plain threads.
+ *
+ * Idea. One atomic word carries the lock: HELD, WAITERS (the wait queue
+ * is not empty) and WOKEN (a waiter was woken to retry and has not run
+ * yet). Taking a free lock, and releasing one that nobody waits for or
+ * whose woken waiter is on its way, are single CASes: no allocation, no
+ * system call, no spinlock. Only a release that must wake somebody (WAITERS
+ * without WOKEN) takes the slow path.
+ *
+ * Contention. A lock convoy is what makes strictly handed-off locks slow:
+ * if every release hands the lock to a suspended waiter, the lock stays
+ * idle until that waiter's worker gets round to running it, and the
+ * releaser, trying again, must suspend in turn. So, as Go's sync.Mutex and
+ * parking_lot do, a release normally frees the lock and wakes the first
+ * waiter to retry (WOKEN keeps it to one woken waiter at a time); a task
+ * that is running may take the freed lock first. Fairness is restored by
+ * age: when the first waiter has waited FAIR_NS or more, the release hands
+ * it the lock directly (HELD never drops, nobody can barge) through the
+ * waiter's fire, so a waiter never waits much longer than FAIR_NS behind
+ * running tasks. A retrying waiter that loses goes back to the head of the
+ * queue, keeping its age. Before queueing, an acquirer spins briefly: the
+ * critical sections behind a contended lock are usually short.
+ *
+ * Invariants (all changes to the queue and to WAITERS/WOKEN are made under
+ * sl; HELD also changes in the lock-free fast paths, hence CAS everywhere):
+ *   - WAITERS is set iff the queue is non-empty, at every release of sl;
+ *   - the lock is never left free with WAITERS set and WOKEN clear: a
+ *     release in that state takes the slow path and wakes a waiter, and a
+ *     woken waiter clears WOKEN under sl just before it takes the lock or
+ *     requeues (then the lock is held, and its release will wake);
+ *   - a queued waiter is only ever fired by a release (hand-off, code
+ *     GRANTED, or retry, code RETRY), and only after being popped, so a
+ *     waiter that finds itself still linked after wf__wait was not fired;
+ *   - an acquirer sets WAITERS with a CAS that sees HELD, so a lock-free
+ *     release either sees WAITERS (and takes the slow path, which waits for
+ *     sl and so for the push) or made the lock free before the acquirer
+ *     looked (and the acquirer takes it instead of queueing).
+ * A woken waiter that retries and finds the lock free takes it, else it
+ * requeues; if it is cancelled on the way it leaves without the lock, which
+ * is still held by somebody whose release will wake the next waiter.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define cpu_relax() __asm__ __volatile__("yield")
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+#define LOCK_MAGIC 0x77666c6bu /* "wflk" */
+
+enum {
+	HELD = 1u,
+	WAITERS = 2u,
+	WOKEN = 4u,
+};
+
+enum { /* codes a release fires a waiter with */
+	GRANTED = 0,
+	RETRY = 1,
+};
+
+/* How long the first waiter may be passed over by running tasks. */
+#define FAIR_NS 1000000u
+/* Spins before queueing: a few hundred ns to a couple of us. */
+#define SPINS 64
+
+struct wf_lock {
+	uint32_t state; /* atomic: HELD | WAITERS | WOKEN */
+	uint32_t magic;
+	wf__spinlock sl;
+	wf__waitq q;
+};
+
+/* A queued acquirer's record, on its stack; w->data points to it. */
+struct lock_wait {
+	uint64_t since; /* when it first queued: its age for FAIR_NS */
+};
+
+static bool lock_ok(const wf_lock *l)
+{
+	return l != NULL && __atomic_load_n(&l->magic, __ATOMIC_RELAXED) == LOCK_MAGIC;
+}
+
+int wf_lock_new(wf_lock **out)
+{
+	if (out == NULL)
+		return WF_EINVAL;
+	wf_lock *l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		return WF_ENOMEM;
+	l->magic = LOCK_MAGIC;
+	*out = l;
+	return 0;
+}
+
+int wf_lock_free(wf_lock *l)
+{
+	if (!lock_ok(l))
+		return WF_EINVAL;
+	wf__spin_lock(&l->sl);
+	bool busy = l->q.len != 0;
+	wf__spin_unlock(&l->sl);
+	if (busy)
+		return WF_EBUSY;
+	__atomic_store_n(&l->magic, 0, __ATOMIC_RELAXED);
+	free(l);
+	return 0;
+}
+
+/* Takes the lock if HELD is clear, whatever the other bits say. */
+static bool take_if_free(wf_lock *l)
+{
+	uint32_t s = __atomic_load_n(&l->state, __ATOMIC_RELAXED);
+	while (!(s & HELD))
+		if (__atomic_compare_exchange_n(&l->state, &s, s | HELD, true, __ATOMIC_ACQUIRE,
+						__ATOMIC_RELAXED))
+			return true;
+	return false;
+}
+
+static void waitq_push_front(wf__waitq *q, wf__waiter *w)
+{
+	if (q->head == NULL) {
+		wf__waitq_push(q, w);
+		return;
+	}
+	w->prev = NULL;
+	w->next = q->head;
+	q->head->prev = w;
+	q->head = w;
+	w->linked = true;
+	q->len++;
+}
+
+/* Under sl: takes the lock, or commits to waiting by setting WAITERS while
+ * HELD is seen set (pairs with the CAS of the lock-free release). */
+static bool take_or_mark(wf_lock *l)
+{
+	uint32_t s = __atomic_load_n(&l->state, __ATOMIC_RELAXED);
+	for (;;) {
+		if (!(s & HELD)) {
+			if (__atomic_compare_exchange_n(&l->state, &s, s | HELD, false,
+							__ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+				return true;
+		} else if (__atomic_compare_exchange_n(&l->state, &s, s | WAITERS, false,
+						       __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+			return false;
+		}
+	}
+}
+
+/* Under sl, after the queue lost a waiter. */
+static void sync_waiters_bit(wf_lock *l)
+{
+	if (l->q.len == 0)
+		__atomic_and_fetch(&l->state, ~(uint32_t)WAITERS, __ATOMIC_RELAXED);
+}
+
+/* Spinning can only help if the holder may be running elsewhere: not when
+ * the caller is a task of a one-worker runtime. */
+static bool worth_spinning(void)
+{
+	wf_runtime *rt = wf_runtime_current();
+	return rt == NULL || wf_runtime_workers(rt) > 1;
+}
+
+static int lock_slow(wf_lock *l, uint64_t timeout_ms)
+{
+	int spins = worth_spinning() ? SPINS : 0;
+	for (int i = 0; i < spins; i++) {
+		if (take_if_free(l))
+			return 0;
+		cpu_relax();
+	}
+	uint64_t deadline = wf__deadline_after_ms(timeout_ms);
+	struct lock_wait rec = {0};
+	bool front = false; /* requeue after a lost retry: keep the place */
+	wf__thread_waiter tw;
+	wf__waiter *w;
+	for (;;) {
+		if (!front)
+			rec.since = wf__now_ns();
+		wf__spin_lock(&l->sl);
+		if (front)
+			__atomic_and_fetch(&l->state, ~(uint32_t)WOKEN, __ATOMIC_RELAXED);
+		if (take_or_mark(l)) {
+			wf__spin_unlock(&l->sl);
+			return 0;
+		}
+		int rc = timeout_ms == 0 ? WF_ETIMEDOUT : wf__wait_prepare(&w, &tw);
+		if (rc != 0) {
+			/* Not queued; a retrying waiter leaves the lock held by
+			 * somebody whose release wakes the next one. */
+			sync_waiters_bit(l);
+			wf__spin_unlock(&l->sl);
+			return rc;
+		}
+		w->data = &rec;
+		if (front)
+			waitq_push_front(&l->q, w);
+		else
+			wf__waitq_push(&l->q, w);
+		wf__spin_unlock(&l->sl);
+
+		rc = wf__wait(w, deadline);
+		if (rc == GRANTED)
+			return 0;
+		if (rc == RETRY) {
+			front = true;
+			continue;
+		}
+		/* A deadline or a cancellation won: leave the queue. */
+		wf__spin_lock(&l->sl);
+		wf__waitq_remove(&l->q, w);
+		sync_waiters_bit(l);
+		wf__spin_unlock(&l->sl);
+		return rc;
+	}
+}
+
+int wf_lock_acquire(wf_lock *l, uint64_t timeout_ms)
+{
+	if (!lock_ok(l))
+		return WF_EINVAL;
+	uint32_t s = 0;
+	if (__atomic_compare_exchange_n(&l->state, &s, HELD, false, __ATOMIC_ACQUIRE,
+					__ATOMIC_RELAXED))
+		return 0;
+	return lock_slow(l, timeout_ms);
+}
+
+int wf_lock_try_acquire(wf_lock *l)
+{
+	if (!lock_ok(l))
+		return WF_EINVAL;
+	uint32_t s = 0;
+	if (__atomic_compare_exchange_n(&l->state, &s, HELD, false, __ATOMIC_ACQUIRE,
+					__ATOMIC_RELAXED))
+		return 0;
+	return WF_EBUSY;
+}
+
+/* Under sl, lock held, queue non-empty: hands the lock to the first waiter
+ * that can still take it. false if none could (the queue is then empty). */
+static bool hand_off(wf_lock *l)
+{
+	wf__waiter *w;
+	while ((w = wf__waitq_pop(&l->q)) != NULL)
+		if (wf__waiter_fire(w, GRANTED, NULL))
+			return true;
+	return false;
+}
+
+static int unlock_slow(wf_lock *l)
+{
+	wf__spin_lock(&l->sl);
+	uint32_t s = __atomic_load_n(&l->state, __ATOMIC_RELAXED);
+	if (!(s & HELD)) {
+		wf__spin_unlock(&l->sl);
+		return WF_EOVERFLOW;
+	}
+	if (l->q.len != 0) {
+		const struct lock_wait *head = l->q.head->data;
+		if (wf__now_ns() - head->since >= FAIR_NS && hand_off(l)) {
+			sync_waiters_bit(l);
+			wf__spin_unlock(&l->sl);
+			return 0;
+		}
+	}
+	/* Pairs with the acquire CAS of the next owner. */
+	s = __atomic_and_fetch(&l->state, ~(uint32_t)HELD, __ATOMIC_RELEASE);
+	if (!(s & WOKEN) && l->q.len != 0 && wf__waitq_fire_one(&l->q, RETRY, NULL))
+		__atomic_or_fetch(&l->state, WOKEN, __ATOMIC_RELAXED);
+	sync_waiters_bit(l);
+	wf__spin_unlock(&l->sl);
+	return 0;
+}
+
+int wf_lock_release(wf_lock *l)
+{
+	if (!lock_ok(l))
+		return WF_EINVAL;
+	uint32_t s = __atomic_load_n(&l->state, __ATOMIC_RELAXED);
+	for (;;) {
+		if (!(s & HELD))
+			return WF_EOVERFLOW;
+		/* Waiters with none woken: the slow path wakes (or hands to)
+		 * one. Otherwise nobody needs waking: nobody waits, or the
+		 * woken waiter will find the lock free or requeue. */
+		if ((s & (WAITERS | WOKEN)) == WAITERS)
+			return unlock_slow(l);
+		/* Pairs with the acquire CAS of the next owner. */
+		if (__atomic_compare_exchange_n(&l->state, &s, s & ~(uint32_t)HELD, true,
+						__ATOMIC_RELEASE, __ATOMIC_RELAXED))
+			return 0;
+	}
+}
+
+bool wf_lock_locked(const wf_lock *l)
+{
+	return lock_ok(l) && (__atomic_load_n(&l->state, __ATOMIC_RELAXED) & HELD);
+}
