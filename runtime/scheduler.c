@@ -34,6 +34,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <ucontext.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -700,12 +701,34 @@ static void install_segv(void)
 	sigaction(SIGSEGV, &sa, &prev_segv);
 }
 
+/* The stack pointer at the fault, or NULL where we cannot tell. */
+static const char *fault_sp(void *uctx)
+{
+	ucontext_t *uc = uctx;
+#if defined(__x86_64__)
+	return (const char *)uc->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+	return (const char *)uc->uc_mcontext.sp;
+#else
+	(void)uc;
+	return NULL;
+#endif
+}
+
 static void on_segv(int sig, siginfo_t *si, void *uctx)
 {
 	wf__worker *w = wf__tls_worker;
 	wf_task *t = w != NULL ? w->current : NULL;
-	if (t != NULL && t->fiber != NULL && wf__stack_in_guard(t->fiber->stack, si->si_addr))
-		report_overflow(t, "");
+	if (t != NULL && t->fiber != NULL) {
+		const wf__stack *s = t->fiber->stack;
+		const char *sp = fault_sp(uctx);
+		if (wf__stack_in_guard(s, si->si_addr))
+			report_overflow(t, "");
+		/* No guard page (or a frame that jumped over it): the stack
+		 * pointer itself has left the stack. */
+		if (sp != NULL && sp < s->lo && sp > s->lo - (64u << 20))
+			report_overflow(t, "");
+	}
 	/* Not ours: hand it to whoever handled it before, or die of it. */
 	if (prev_segv.sa_flags & SA_SIGINFO) {
 		if (prev_segv.sa_sigaction != NULL) {

@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -13,6 +15,12 @@
 #endif
 
 #define STACK_BATCH 32
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+enum { GUARD_UNKNOWN, GUARD_MADVISE, GUARD_MPROTECT, GUARD_NONE };
+static int guard_mode; /* atomic; see install_guard */
 
 static size_t page_size = 4096;
 static size_t guard_budget = 16384; /* guarded stacks allowed at once */
@@ -36,6 +44,13 @@ void wf__stacks_global_init(void)
 	 * the rest of the program (libraries, malloc arenas, its own mmaps). */
 	size_t budget = (size_t)max_maps / 4;
 	__atomic_store_n(&guard_budget, budget, __ATOMIC_RELAXED);
+	/* WEFT_STACK_GUARD=0: canaries only (no guard page costs a mapping);
+	 * =mprotect: PROT_NONE guards even where the kernel has lighter ones. */
+	const char *g = getenv("WEFT_STACK_GUARD");
+	if (g != NULL && strcmp(g, "0") == 0)
+		guard_mode = GUARD_NONE;
+	else if (g != NULL && strcmp(g, "mprotect") == 0)
+		guard_mode = GUARD_MPROTECT;
 }
 
 static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
@@ -60,15 +75,12 @@ static bool take_guard_slot(void)
  * guard in the page tables without splitting the mapping: no limit to
  * worry about, and it takes the mmap lock only for reading. Elsewhere a
  * PROT_NONE page, within the budget above. */
-#ifndef MADV_GUARD_INSTALL
-#define MADV_GUARD_INSTALL 102
-#endif
-enum { GUARD_UNKNOWN, GUARD_MADVISE, GUARD_MPROTECT };
-static int guard_mode; /* atomic */
 
 static bool install_guard(char *page)
 {
 	int mode = __atomic_load_n(&guard_mode, __ATOMIC_RELAXED);
+	if (mode == GUARD_NONE)
+		return false;
 	if (mode != GUARD_MPROTECT) {
 		if (madvise(page, page_size, MADV_GUARD_INSTALL) == 0) {
 			__atomic_store_n(&guard_mode, GUARD_MADVISE, __ATOMIC_RELAXED);
