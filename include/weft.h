@@ -151,7 +151,8 @@ typedef struct wf_spawn_opts {
  * its handle, or NULL (out of memory, or not called from a task: use
  * wf_runtime_submit there). The handle is the caller's: give it back with
  * wf_join (waits) or wf_detach (does not wait). A task that has not started
- * when it is joined runs at once on the joiner's stack (no switch). */
+ * when it is joined runs at once on the joiner's stack (no switch), unless
+ * it asked for a stack size of its own. */
 wf_task *wf_spawn(wf_fn fn, void *arg);
 /* [task] wf_spawn with options (opts may be NULL); 0 or WF_EINVAL,
  * WF_ENOMEM, WF_ENOTTASK. out may be NULL only for a detached task. */

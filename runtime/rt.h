@@ -210,6 +210,7 @@ struct wf__worker {
 	const void *sched_stack_lo; /* for ASan's fiber annotations */
 	size_t sched_stack_size;
 	wf_task *current;
+	wf_task *prev;     /* switched out; its switch_reason not handled yet */
 	int switch_reason;
 	wf_task *lifo;
 	unsigned lifo_streak;

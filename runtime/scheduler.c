@@ -126,7 +126,16 @@ static void switch_to_task(wf__worker *w, wf_task *t)
 #endif
 }
 
-/* From the running task back to its worker's scheduler context. */
+static void finish_switch(wf__worker *w);
+static wf_task *pick_direct(wf__worker *w);
+
+/* The running task switches out: straight to the next task when one is
+ * ready here (a woken task in the LIFO slot, the newest of the deque),
+ * else to the worker's scheduler context. A direct switch saves one
+ * context switch per hand-off (ping-pong, yield, spawn chains); the
+ * maintenance tick still goes through the scheduler. Whoever runs next
+ * finishes the switch for the task that left (finish_switch): only then
+ * is its stack no longer in use. */
 void wf__sched_switch_out(wf__worker *w, int reason)
 {
 	wf_task *t = w->current;
@@ -134,18 +143,28 @@ void wf__sched_switch_out(wf__worker *w, int reason)
 	if (WF__UNLIKELY(!wf__stack_canary_ok(f->stack)))
 		report_overflow(t, " (its canary was overwritten)");
 	w->switch_reason = reason;
+	w->prev = t;
+	wf_task *n = pick_direct(w);
+	w->current = n;
 #if defined(WF_ASAN)
 	void *fake = NULL;
-	__sanitizer_start_switch_fiber(reason == WF__SW_EXIT ? NULL : &fake, w->sched_stack_lo,
-				       w->sched_stack_size);
+	const void *lo = n != NULL ? n->fiber->stack->lo : w->sched_stack_lo;
+	size_t size = n != NULL ? n->fiber->stack->size : w->sched_stack_size;
+	__sanitizer_start_switch_fiber(reason == WF__SW_EXIT ? NULL : &fake, lo, size);
 #endif
 #if defined(WF_TSAN)
-	__tsan_switch_to_fiber(w->sched_tsan_fiber, 0);
+	__tsan_switch_to_fiber(n != NULL ? n->fiber->tsan_fiber : w->sched_tsan_fiber, 0);
 #endif
-	wf__ctx_switch(&f->ctx, &w->sched_ctx);
+	if (n != NULL) {
+		__atomic_store_n(&n->last, w, __ATOMIC_RELAXED);
+		wf__ctx_switch(&f->ctx, &n->fiber->ctx);
+	} else {
+		wf__ctx_switch(&f->ctx, &w->sched_ctx);
+	}
 #if defined(WF_ASAN)
 	__sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
+	finish_switch(wf__self());
 }
 
 static void task_entry(void)
@@ -154,6 +173,7 @@ static void task_entry(void)
 	__sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
 	wf__worker *w = wf__self();
+	finish_switch(w);
 	wf_task *t = w->current;
 	t->result = t->fn(t->arg);
 	wf__sched_switch_out(wf__self(), WF__SW_EXIT);
@@ -306,12 +326,16 @@ static void start_task(wf__worker *w, wf_task *t)
 	switch_to_task(w, t);
 }
 
-/* t is the task that switched out: not necessarily the one switched to,
- * since a task joined inline runs on its joiner's fiber. */
-static void after_switch(wf__worker *w)
+/* Completes the switch of the task that left (w->prev): it parks, joins
+ * the yielded list, or gives its stack back. Runs on whatever context ran
+ * next (a task, or the scheduler). That task is not necessarily the one
+ * switched to, since a task joined inline runs on its joiner's fiber. */
+static void finish_switch(wf__worker *w)
 {
-	wf_task *t = w->current;
-	w->current = NULL;
+	wf_task *t = w->prev;
+	if (t == NULL)
+		return;
+	w->prev = NULL;
 	switch (w->switch_reason) {
 	case WF__SW_PARK: {
 		uint32_t p = WF__P_RUNNING;
@@ -356,16 +380,64 @@ static void run_entry(wf__worker *w, void *x)
 			wf__task_unref(t); /* a joiner ran it inline */
 			return;
 		}
-		start_task(w, t);
-		if (w->current == NULL)
-			return; /* finished without a fiber */
+		start_task(w, t); /* may finish without a fiber */
 	} else {
 		t = x;
 		w->current = t;
 		__atomic_store_n(&t->last, w, __ATOMIC_RELAXED);
 		switch_to_task(w, t);
 	}
-	after_switch(w);
+	finish_switch(w);
+}
+
+/* A start entry: claim it and give it a fiber. NULL if it is not to run
+ * (a joiner ran it inline, it was cancelled before it started, no stack). */
+static wf_task *claim_start(wf__worker *w, wf_task *t)
+{
+	uint32_t s = WF__T_NEW;
+	if (!__atomic_compare_exchange_n(&t->state, &s, WF__T_RUNNING, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE)) {
+		wf__task_unref(t);
+		return NULL;
+	}
+	uint32_t word = __atomic_load_n(&t->waiter.word, __ATOMIC_ACQUIRE);
+	if (word & WF__W_CANCEL_PENDING) {
+		__atomic_and_fetch(&t->waiter.word, ~(uint32_t)WF__W_CANCEL_PENDING,
+				   __ATOMIC_ACQ_REL);
+		t->cancelling = 1;
+		wf__task_finish(t);
+		return NULL;
+	}
+	if (!start_fiber(w, t)) {
+		t->fail_err = WF_ENOMEM;
+		wf__task_finish(t);
+		return NULL;
+	}
+	return t;
+}
+
+/* The task a switch-out can go straight to, or NULL for the scheduler. */
+static wf_task *pick_direct(wf__worker *w)
+{
+	if (WF__UNLIKELY((w->tick + 1) % WF__MAINT_TICKS == 0))
+		return NULL;
+	w->tick++;
+	if (w->lifo != NULL) {
+		wf_task *t = w->lifo;
+		w->lifo = NULL;
+		return t;
+	}
+	void *x = wf__deque_take(&w->deque);
+	if (x == WF__DQ_EMPTY) {
+		wf_task *t = w->yield_head;
+		if (t != NULL) {
+			w->yield_head = t->qnext;
+			if (w->yield_head == NULL)
+				w->yield_tail = NULL;
+		}
+		return t;
+	}
+	return IS_START(x) ? claim_start(w, UNTAG(x)) : x;
 }
 
 void wf__run_inline(wf__worker *w, wf_task *t)

@@ -382,7 +382,8 @@ int wf_join_ex(wf_task *t, void **result, char **errmsg)
 					 __ATOMIC_ACQUIRE))
 		return (j & J_DETACHED) ? WF_EINVAL : WF_EBUSY;
 
-	if (me != NULL && w->rt == t->rt &&
+	/* Inline only on a stack as large as the one t asked for. */
+	if (me != NULL && w->rt == t->rt && t->stack_size == 0 &&
 	    __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) == WF__T_NEW) {
 		void *x = wf__deque_take(&w->deque);
 		if (x == (void *)((uintptr_t)t | 1u)) {
