@@ -7,13 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-void wf__ctx_asm_switch(void **save_sp, void *load_sp);
 void wf__ctx_trampoline(void);
-
-void wf__ctx_switch(wf__ctx *from, wf__ctx *to)
-{
-	wf__ctx_asm_switch(&from->sp, to->sp);
-}
 
 #if defined(__x86_64__)
 /* Frame popped by wf__ctx_asm_switch, lowest address first:
