@@ -398,7 +398,7 @@ static int gather(const items *it, wf_outcome *out, unsigned flags)
 	if ((flags & ~(unsigned)WF_GATHER_ALL) != 0)
 		return WF_EINVAL;
 	int rc = items_check(it);
-	if (rc != 0)
+	if (rc != 0 || it->n == 0)
 		return rc;
 	bool all = (flags & WF_GATHER_ALL) != 0;
 	size_t n = it->n;

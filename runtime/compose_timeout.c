@@ -136,7 +136,13 @@ int wf_timeout_reschedule(wf_timeout *to, uint64_t timeout_ms)
 	wf__spin_unlock(&ts->cs.lock);
 	if (ts->helper != NULL || timeout_ms == 0 || deadline == WF__NO_DEADLINE)
 		return 0;
-	return spawn_helper(ts);
+	int rc = spawn_helper(ts);
+	if (rc != 0) { /* nobody would watch it: back to no deadline */
+		wf__spin_lock(&ts->cs.lock);
+		ts->deadline = WF__NO_DEADLINE;
+		wf__spin_unlock(&ts->cs.lock);
+	}
+	return rc;
 }
 
 bool wf_timeout_expired(const wf_timeout *to)

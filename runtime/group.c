@@ -5,29 +5,36 @@
  * outlives the group.
  *
  * Children. Each child has an entry that holds its handle and a
- * done-callback node watching its completion (wf__fcore_watch: no
- * allocation per child beyond the entry, which comes from the group's
- * chunks and is recycled). Under the group's lock: the list of live
- * children, the FIFO of finished ones not yet joined, the count of live
- * ones and the first error. The callback (on whichever thread finished the
- * child) moves the entry from live to finished; if the child failed, it
- * cancels every live sibling and, while the owner has not reached its
- * leave, the owner itself; the last one out wakes the owner waiting in its
- * leave.
+ * done-callback node watching its completion (wf__fcore_watch: nothing is
+ * allocated per child beyond the entry, which comes from the owner's
+ * chunks and is recycled). An entry goes FREE -> LIVE (spawned) -> DONE
+ * (its callback ran) -> FREE (the owner joined the child). The common path
+ * takes no lock:
+ *   - the owner spawns with an entry of its own (owner-only free list);
+ *   - the callback (on whichever thread finished the child) marks the
+ *     entry DONE, pushes it on the `done` stack (one CAS) and decrements
+ *     `nlive`;
+ *   - the owner joins what is on `done` at its next spawn and at its leave.
+ * `nlive` counts the live children plus one for the owner until it leaves.
+ * Whoever brings it to zero ends the group: the owner itself at its leave,
+ * or the last child's callback, which then (under the lock) sets `zeroed`
+ * and fires the owner's waiter; the owner frees the group only once it saw
+ * `zeroed` under the lock, after which no callback touches the group.
  *
- * Only the owner joins finished children (at its next spawn and at the
- * leave), so a handle in the live list is never released under anyone's
- * feet, and a long-lived group (a server's) holds only its live children
- * and those finished since the owner's last call.
+ * The lock guards the rare paths: a failure (the first one cancels every
+ * LIVE child, and the owner if it is still in the body), wf_group_cancel,
+ * the owner's wait, a new chunk, entries of spawns made by other tasks.
+ * Cancelling walks every entry under the lock and cancels the LIVE ones;
+ * the owner joins (releases) children under the lock too, so a handle seen
+ * LIVE by a walk cannot be released while the walk runs. A spawn publishes
+ * its entry LIVE before it reads `aborting`, and a walk sets `aborting`
+ * before it reads the entries (both sequentially consistent): a child
+ * spawned during a walk is cancelled by one side or the other.
  *
  * No child runs on the owner's stack (wf_join's inline path), though it
  * would save a fiber per child in fork-join: a child suspended there would
  * hold the owner, and a cancellation of the owner (an enclosing timeout,
- * say) could not reach the children. Measured on group_many, the fiber
- * costs less than the group's own bookkeeping anyway.
- *
- * The group's lock is a spinlock held for a few list operations; only a
- * failure holds it longer (cancelling each live sibling).
+ * say) could not reach the children.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,13 +47,17 @@
 #define MAX_CHUNK 1024
 
 enum { G_BODY, G_LEAVING };
+enum { E_FREE, E_LIVE, E_DONE };
 
 typedef struct gentry gentry;
 struct gentry {
 	wf__cb_node cb; /* its callback's arg is the entry */
 	wf_group *g;
-	wf_task *task;   /* NULL until spawned */
-	gentry *prev, *next; /* live list, done FIFO, free list */
+	wf_task *task;
+	uint32_t state;  /* atomic E_* */
+	bool own_alloc;  /* malloc'd for a spawn made by another task */
+	gentry *next;    /* done stack, free list */
+	gentry *xprev, *xnext; /* the extras list (own_alloc entries) */
 };
 
 typedef struct gchunk {
@@ -56,22 +67,22 @@ typedef struct gchunk {
 } gchunk;
 
 struct wf_group {
-	wf__cscope cs; /* cs.lock guards everything below */
+	wf__cscope cs; /* cs.lock guards the rare paths (top comment) */
 	uint32_t magic;
-	int state;
-	bool aborting; /* siblings cancelled; no new spawns */
-	size_t nlive;
-	gentry *live;
-	gentry *done_head, *done_tail;
-	gentry *free;
-	gchunk *chunks;
-	size_t next_chunk;
-	wf__waiter *waiter; /* the owner's, while it waits at the leave */
-	int first_err;
+	int state;     /* lock */
+	int aborting;  /* atomic (set under the lock): no new spawns */
+	size_t nlive;  /* atomic: live children + 1 until the owner leaves */
+	gentry *done;  /* atomic: stack of DONE entries not yet joined */
+	bool zeroed;   /* lock: nlive reached zero */
+	wf__waiter *waiter; /* lock: the owner's, while it waits at the leave */
+	int first_err;      /* lock */
+	gchunk *chunks;     /* lock to add, walked under the lock */
+	gentry *extras;     /* lock: own_alloc entries not yet joined */
 	/* Owner only. */
+	gentry *free;
+	size_t next_chunk;
 	wf_failure *fails;
 	size_t nfails, capfails;
-	int fail_oom; /* failures that could not be recorded */
 };
 
 static bool group_ok(const wf_group *g)
@@ -81,7 +92,8 @@ static bool group_ok(const wf_group *g)
 
 /* ---- entries ------------------------------------------------------------ */
 
-static gentry *entry_alloc_locked(wf_group *g)
+/* Owner only. */
+static gentry *entry_alloc(wf_group *g)
 {
 	if (g->free == NULL) {
 		size_t n = g->next_chunk;
@@ -89,61 +101,59 @@ static gentry *entry_alloc_locked(wf_group *g)
 		if (c == NULL)
 			return NULL;
 		c->n = n;
-		c->next = g->chunks;
-		g->chunks = c;
-		if (g->next_chunk < MAX_CHUNK)
-			g->next_chunk *= 2;
 		for (size_t i = n; i-- > 0;) {
+			c->e[i].state = E_FREE;
 			c->e[i].next = g->free;
 			g->free = &c->e[i];
 		}
+		if (g->next_chunk < MAX_CHUNK)
+			g->next_chunk *= 2;
+		wf__spin_lock(&g->cs.lock);
+		c->next = g->chunks;
+		g->chunks = c;
+		wf__spin_unlock(&g->cs.lock);
 	}
 	gentry *e = g->free;
 	g->free = e->next;
+	e->own_alloc = false;
 	return e;
-}
-
-static void live_link_locked(wf_group *g, gentry *e)
-{
-	e->prev = NULL;
-	e->next = g->live;
-	if (g->live != NULL)
-		g->live->prev = e;
-	g->live = e;
-	g->nlive++;
-}
-
-static void live_unlink_locked(wf_group *g, gentry *e)
-{
-	if (e->prev != NULL)
-		e->prev->next = e->next;
-	else
-		g->live = e->next;
-	if (e->next != NULL)
-		e->next->prev = e->prev;
-	g->nlive--;
 }
 
 /* ---- failure and cancellation ------------------------------------------ */
 
+static void cancel_if_live(gentry *e)
+{
+	if (__atomic_load_n(&e->state, __ATOMIC_SEQ_CST) == E_LIVE)
+		wf__task_cancel_request(e->task);
+}
+
 static void abort_locked(wf_group *g, bool cancel_owner)
 {
-	if (!g->aborting) {
-		g->aborting = true;
-		for (gentry *e = g->live; e != NULL; e = e->next)
-			if (e->task != NULL)
-				wf__task_cancel_request(e->task);
+	if (!__atomic_load_n(&g->aborting, __ATOMIC_RELAXED)) {
+		__atomic_store_n(&g->aborting, 1, __ATOMIC_SEQ_CST);
+		for (gchunk *c = g->chunks; c != NULL; c = c->next)
+			for (size_t i = 0; i < c->n; i++)
+				cancel_if_live(&c->e[i]);
+		for (gentry *e = g->extras; e != NULL; e = e->xnext)
+			cancel_if_live(e);
 	}
 	if (cancel_owner && g->state == G_BODY)
 		wf__cscope_request_locked(&g->cs);
 }
 
-static void wake_owner_locked(wf_group *g)
+/* Drops one from nlive; the one that reaches zero ends the group. Must be
+ * the caller's last touch of g unless it is the owner. */
+static void live_put(wf_group *g)
 {
-	if (g->waiter != NULL && g->nlive == 0) {
+	if (__atomic_sub_fetch(&g->nlive, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	wf__spin_lock(&g->cs.lock);
+	g->zeroed = true;
+	if (g->waiter != NULL) {
 		wf__waiter_fire(g->waiter, 0, NULL);
 		g->waiter = NULL;
 	}
+	wf__spin_unlock(&g->cs.lock);
 }
 
 /* A child finished (on the thread that finished it). */
@@ -153,21 +163,24 @@ static void child_done(wf_future *owner, void *arg)
 	gentry *e = arg;
 	wf_group *g = e->g;
 	int err = e->task->core.err;
-	wf__spin_lock(&g->cs.lock);
-	live_unlink_locked(g, e);
-	e->next = NULL;
-	if (g->done_tail != NULL)
-		g->done_tail->next = e;
-	else
-		g->done_head = e;
-	g->done_tail = e;
-	if (err != 0 && err != WF_ECANCELED) {
+	bool failed = err != 0 && err != WF_ECANCELED;
+	if (failed) {
+		/* Failures are pushed under the lock too, so the failures
+		 * list starts with the one whose code the leave returns. */
+		wf__spin_lock(&g->cs.lock);
 		if (g->first_err == 0)
 			g->first_err = err;
 		abort_locked(g, true);
 	}
-	wake_owner_locked(g);
-	wf__spin_unlock(&g->cs.lock); /* the last touch of g */
+	__atomic_store_n(&e->state, E_DONE, __ATOMIC_SEQ_CST);
+	gentry *head = __atomic_load_n(&g->done, __ATOMIC_RELAXED);
+	do {
+		e->next = head;
+	} while (!__atomic_compare_exchange_n(&g->done, &head, e, true, __ATOMIC_RELEASE,
+					      __ATOMIC_RELAXED));
+	if (failed)
+		wf__spin_unlock(&g->cs.lock);
+	live_put(g);
 }
 
 static void record_failure(wf_group *g, int err, char *msg, const char *name)
@@ -175,8 +188,7 @@ static void record_failure(wf_group *g, int err, char *msg, const char *name)
 	if (g->nfails == g->capfails) {
 		size_t cap = g->capfails ? g->capfails * 2 : 4;
 		wf_failure *f = realloc(g->fails, cap * sizeof(*f));
-		if (f == NULL) {
-			g->fail_oom++;
+		if (f == NULL) { /* the first failure is still returned */
 			free(msg);
 			return;
 		}
@@ -189,32 +201,55 @@ static void record_failure(wf_group *g, int err, char *msg, const char *name)
 	snprintf(f->name, sizeof(f->name), "%s", name != NULL ? name : "");
 }
 
-/* Owner: joins the finished children and recycles their entries. */
+/* Owner: joins the finished children (in the order they finished) and
+ * recycles their entries. */
 static void drain_done(wf_group *g)
 {
-	wf__spin_lock(&g->cs.lock);
-	gentry *list = g->done_head;
-	g->done_head = g->done_tail = NULL;
-	wf__spin_unlock(&g->cs.lock);
-	if (list == NULL)
+	if (__atomic_load_n(&g->done, __ATOMIC_RELAXED) == NULL)
 		return;
-	gentry *last = list;
-	for (gentry *e = list; e != NULL; e = e->next) {
-		char name[WF__NAME_MAX];
-		snprintf(name, sizeof(name), "%s", wf_task_name(e->task));
-		char *msg = NULL;
-		int err = wf_join_ex(e->task, NULL, &msg); /* finished: no wait */
-		if (err != 0 && err != WF_ECANCELED)
-			record_failure(g, err, msg, name);
-		else
-			free(msg);
-		e->task = NULL;
-		last = e;
+	gentry *stack = __atomic_exchange_n(&g->done, NULL, __ATOMIC_ACQUIRE);
+	gentry *list = NULL;
+	while (stack != NULL) { /* reverse: oldest first */
+		gentry *e = stack;
+		stack = e->next;
+		e->next = list;
+		list = e;
 	}
+	/* Under the lock: a cancelling walk never sees a handle released. */
 	wf__spin_lock(&g->cs.lock);
-	last->next = g->free;
-	g->free = list;
+	for (gentry *e = list; e != NULL; e = e->next) {
+		wf_task *t = e->task;
+		int err = t->core.err; /* finished: published before its callback */
+		if (err == 0 || err == WF_ECANCELED) {
+			wf_join(t, NULL); /* no wait */
+		} else {
+			char name[WF__NAME_MAX];
+			snprintf(name, sizeof(name), "%s", wf_task_name(t));
+			char *msg = NULL;
+			wf_join_ex(t, NULL, &msg);
+			record_failure(g, err, msg, name);
+		}
+		__atomic_store_n(&e->state, E_FREE, __ATOMIC_RELAXED);
+		if (e->own_alloc) {
+			if (e->xprev != NULL)
+				e->xprev->xnext = e->xnext;
+			else
+				g->extras = e->xnext;
+			if (e->xnext != NULL)
+				e->xnext->xprev = e->xprev;
+		}
+	}
 	wf__spin_unlock(&g->cs.lock);
+	while (list != NULL) {
+		gentry *e = list;
+		list = e->next;
+		if (e->own_alloc) {
+			free(e);
+		} else {
+			e->next = g->free;
+			g->free = e;
+		}
+	}
 }
 
 /* ---- the API ------------------------------------------------------------ */
@@ -232,6 +267,7 @@ int wf_group_enter(wf_group **out)
 		return WF_ENOMEM;
 	g->magic = GROUP_MAGIC;
 	g->state = G_BODY;
+	g->nlive = 1; /* the owner's, until it leaves */
 	g->next_chunk = FIRST_CHUNK;
 	wf__cscope_push(&g->cs, me, WF__CS_GROUP);
 	*out = g;
@@ -248,45 +284,49 @@ int wf_group_spawn(wf_group *g, wf_fn fn, void *arg, const wf_spawn_opts *opts,
 	wf_task *me = wf__current();
 	if (me == NULL)
 		return WF_ENOTTASK;
-	if (me == g->cs.task)
+	bool owner = me == g->cs.task;
+	if (owner)
 		drain_done(g);
-	wf__spin_lock(&g->cs.lock);
-	if (g->aborting) {
-		wf__spin_unlock(&g->cs.lock);
+	if (__atomic_load_n(&g->aborting, __ATOMIC_RELAXED))
 		return WF_ESHUTDOWN;
-	}
-	gentry *e = entry_alloc_locked(g);
-	if (e == NULL) {
-		wf__spin_unlock(&g->cs.lock);
+	gentry *e = owner ? entry_alloc(g) : malloc(sizeof(*e));
+	if (e == NULL)
 		return WF_ENOMEM;
-	}
+	e->own_alloc = !owner;
+	if (!owner) /* an owner's entry is FREE already, and walks read it */
+		e->state = E_FREE;
 	e->g = g;
-	e->task = NULL;
 	e->cb.cb = child_done;
 	e->cb.arg = e;
-	live_link_locked(g, e);
-	wf__spin_unlock(&g->cs.lock);
 
 	wf_spawn_opts o = {0};
 	if (opts != NULL)
 		o = *opts;
 	o.detached = false;
-	wf_task *t;
-	int rc = wf_spawn_ex(fn, arg, &o, &t);
-
-	wf__spin_lock(&g->cs.lock);
+	int rc = wf_spawn_ex(fn, arg, &o, &e->task);
 	if (rc != 0) {
-		live_unlink_locked(g, e);
-		e->next = g->free;
-		g->free = e;
-		wake_owner_locked(g);
-		wf__spin_unlock(&g->cs.lock);
+		if (owner) {
+			e->next = g->free;
+			g->free = e;
+		} else {
+			free(e);
+		}
 		return rc;
 	}
-	e->task = t;
-	if (g->aborting) /* a sibling failed meanwhile */
+	wf_task *t = e->task;
+	__atomic_add_fetch(&g->nlive, 1, __ATOMIC_RELAXED);
+	if (!owner) {
+		wf__spin_lock(&g->cs.lock);
+		e->xprev = NULL;
+		e->xnext = g->extras;
+		if (g->extras != NULL)
+			g->extras->xprev = e;
+		g->extras = e;
+		wf__spin_unlock(&g->cs.lock);
+	}
+	__atomic_store_n(&e->state, E_LIVE, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&g->aborting, __ATOMIC_SEQ_CST)) /* a walk ran meanwhile */
 		wf__task_cancel_request(t);
-	wf__spin_unlock(&g->cs.lock);
 	if (child != NULL)
 		*child = t;
 	wf__fcore_watch(&t->core, &e->cb, NULL); /* may run child_done now */
@@ -303,15 +343,18 @@ int wf_group_cancel(wf_group *g)
 	return 0;
 }
 
-/* Owner, at the leave: waits until no child is live. A cancellation of
- * the owner meanwhile cancels the children (and stays counted). */
+/* Owner, at the leave: drops its own share of nlive and waits until the
+ * group ended. A cancellation of the owner meanwhile cancels the children
+ * (and stays counted). */
 static void wait_children(wf_group *g)
 {
+	live_put(g);
 	for (;;) {
 		drain_done(g);
 		wf__spin_lock(&g->cs.lock);
-		if (g->nlive == 0) {
+		if (g->zeroed) {
 			wf__spin_unlock(&g->cs.lock);
+			drain_done(g);
 			return;
 		}
 		wf__waiter *w;
@@ -358,9 +401,9 @@ int wf_group_leave(wf_group *g, wf_failure **failures, size_t *nfailures)
 
 	wf__spin_lock(&g->cs.lock);
 	g->state = G_LEAVING;
-	bool requested = __atomic_load_n(&g->cs.requested, __ATOMIC_RELAXED) != 0;
-	/* Cancelled from outside while in the body: the children go too. */
-	if (me->cancelling > g->cs.base + (requested ? 1 : 0))
+	/* Cancelled from outside while in the body: the children go too. A
+	 * cancellation the group asked for came with an abort already. */
+	if (!__atomic_load_n(&g->cs.requested, __ATOMIC_RELAXED) && me->cancelling > g->cs.base)
 		abort_locked(g, false);
 	wf__spin_unlock(&g->cs.lock);
 

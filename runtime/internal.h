@@ -87,7 +87,13 @@ typedef struct wf__spinlock {
 	int locked;
 } wf__spinlock;
 #define WF__SPINLOCK_INIT {0}
-void wf__spin_lock(wf__spinlock *l);
+void wf__spin_lock_slow(wf__spinlock *l);
+static inline void wf__spin_lock(wf__spinlock *l)
+{
+	if (__builtin_expect(!__atomic_exchange_n(&l->locked, 1, __ATOMIC_ACQUIRE), 1))
+		return;
+	wf__spin_lock_slow(l);
+}
 static inline void wf__spin_unlock(wf__spinlock *l)
 {
 	__atomic_store_n(&l->locked, 0, __ATOMIC_RELEASE);

@@ -215,6 +215,8 @@ struct wf__worker {
 	wf_task *lifo;
 	unsigned lifo_streak;
 	wf_task *yield_head, *yield_tail;
+	bool firing_timers;              /* wakes go to fired_*, in order */
+	wf_task *fired_head, *fired_tail;
 	unsigned tick;
 	uint64_t rng;
 	bool searching;
@@ -246,6 +248,7 @@ struct wf_runtime {
 	int shutdown;    /* atomic: 1 draining, 2 stopping workers */
 	unsigned cancel_epoch;   /* atomic: bumped to make workers sweep */
 	uint64_t foreign_started; /* atomic: tasks submitted from plain threads */
+	int foreign_wakes;        /* atomic: wakes by plain threads in progress */
 	pthread_mutex_t foreign_mu;
 	wf_task foreign_reg; /* registry of tasks allocated on plain threads */
 	unsigned started; /* workers up; start_mu */

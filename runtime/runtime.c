@@ -10,6 +10,7 @@
  * for tasks that caught one, then stops the workers and frees everything,
  * handles the program never gave back included.
  */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,6 +276,10 @@ int wf_runtime_shutdown(wf_runtime *rt)
 				(unsigned long long)(sum_started(rt) - sum_finished(rt)),
 				(unsigned long long)waited_ms);
 	}
+	/* A plain thread that woke the last task may still be signalling its
+	 * worker: let it finish before the workers' loops close. */
+	while (__atomic_load_n(&rt->foreign_wakes, __ATOMIC_ACQUIRE) != 0)
+		sched_yield();
 	__atomic_store_n(&rt->shutdown, 2, __ATOMIC_SEQ_CST);
 	wake_all(rt);
 	for (unsigned i = 0; i < rt->nworkers; i++)

@@ -252,22 +252,37 @@ static void make_runnable(wf_task *t)
 {
 	wf__worker *w = wf__self();
 	if (w != NULL && w->rt == t->rt) {
+		if (WF__UNLIKELY(w->firing_timers)) {
+			/* Timers due together wake in deadline order. */
+			t->qnext = NULL;
+			if (w->fired_tail != NULL)
+				w->fired_tail->qnext = t;
+			else
+				w->fired_head = t;
+			w->fired_tail = t;
+			return;
+		}
 		if (w->lifo != NULL)
 			push_local(w, w->lifo);
 		w->lifo = t;
 		return;
 	}
 	/* From a plain thread or another runtime: the inbox of the worker it
-	 * last ran on. */
+	 * last ran on. Once pushed, t may run, finish and let the runtime shut
+	 * down: count this wake as in progress, so that shutdown waits for it
+	 * before it frees the workers, and touch nothing of t after the push. */
+	wf_runtime *rt = t->rt;
 	wf__worker *target = __atomic_load_n(&t->last, __ATOMIC_RELAXED);
 	if (target == NULL)
-		target = &t->rt->workers[0];
+		target = &rt->workers[0];
+	__atomic_add_fetch(&rt->foreign_wakes, 1, __ATOMIC_SEQ_CST);
 	wf__mpq_push(&target->inbox, t);
 	wf__fence();
 	if (__atomic_load_n(&target->sleeping, __ATOMIC_SEQ_CST))
 		wake_worker(target);
 	else
-		wf__notify_work(t->rt);
+		wf__notify_work(rt);
+	__atomic_sub_fetch(&rt->foreign_wakes, 1, __ATOMIC_RELEASE);
 }
 
 void wf__task_wake(wf_task *t)
@@ -569,6 +584,30 @@ static void *steal_from_others(wf__worker *w)
 	return NULL;
 }
 
+/* Runs due timers; the tasks they wake go to the deque so that the
+ * earliest deadline runs first (the LIFO slot would reverse them). */
+static uint64_t run_timers(wf__worker *w)
+{
+	w->firing_timers = true;
+	uint64_t next = wf__timers_run(w, wf__now_ns());
+	w->firing_timers = false;
+	wf_task *list = w->fired_head;
+	w->fired_head = w->fired_tail = NULL;
+	wf_task *rev = NULL;
+	while (list != NULL) {
+		wf_task *n = list->qnext;
+		list->qnext = rev;
+		rev = list;
+		list = n;
+	}
+	while (rev != NULL) {
+		wf_task *n = rev->qnext;
+		push_local(w, rev);
+		rev = n;
+	}
+	return next;
+}
+
 /* Shutdown asks every worker to cancel the tasks of its registry (only the
  * owner may walk it). */
 static bool cancel_sweep(wf__worker *w)
@@ -581,30 +620,36 @@ static bool cancel_sweep(wf__worker *w)
 	return true;
 }
 
-static void maintenance(wf__worker *w)
+/* Returns whether tasks that yielded were moved to the deque. */
+static bool maintenance(wf__worker *w)
 {
 	cancel_sweep(w);
 	uv_run(&w->loop, UV_RUN_NOWAIT);
-	wf__timers_run(w, wf__now_ns());
+	run_timers(w);
 	absorb_inbox(w);
 	absorb_injection(w);
-	if (w->yield_head != NULL)
+	bool yielded = w->yield_head != NULL;
+	if (yielded)
 		flush_yielded(w);
 	wf__worker_drain_remote_free(w);
 	/* Work for sleepers? A spawn does not fence (see the top comment);
 	 * this catches a sleeper that missed it. */
 	if (wf__deque_size(&w->deque) > 1)
 		notify_if_idle(w);
+	return yielded;
 }
 
 static void *next_local(wf__worker *w)
 {
 	if (WF__UNLIKELY(++w->tick % WF__MAINT_TICKS == 0)) {
-		maintenance(w);
-		/* The oldest task of the deque gets its turn. */
-		void *x = wf__deque_steal(&w->deque);
-		if (x != WF__DQ_EMPTY && x != WF__DQ_ABORT)
-			return x;
+		/* The oldest task of the deque gets its turn; not when tasks
+		 * that yielded were just put on it: they take turns in order,
+		 * and the older tasks come right after them. */
+		if (!maintenance(w)) {
+			void *x = wf__deque_steal(&w->deque);
+			if (x != WF__DQ_EMPTY && x != WF__DQ_ABORT)
+				return x;
+		}
 	}
 	if (w->lifo != NULL) {
 		wf_task *t = w->lifo;
@@ -730,7 +775,7 @@ static uint64_t trim_stacks(wf__worker *w)
 static void park(wf__worker *w)
 {
 	wf_runtime *rt = w->rt;
-	uint64_t next = wf__timers_run(w, wf__now_ns());
+	uint64_t next = run_timers(w);
 	if (w->lifo != NULL || wf__deque_size(&w->deque) > 0)
 		return; /* a timer woke something */
 	wf__worker_drain_remote_free(w);

@@ -13,6 +13,14 @@
 #if defined(WF_TSAN)
 #include <sanitizer/tsan_interface.h>
 #endif
+#if defined(WF_ASAN)
+#include <sanitizer/asan_interface.h>
+/* A task's last frames never return (it switches away for good), so their
+ * redzones stay poisoned: clean a stack before it is reused or unmapped. */
+#define STACK_UNPOISON(s) __asan_unpoison_memory_region((s)->lo, (s)->size)
+#else
+#define STACK_UNPOISON(s) ((void)0)
+#endif
 
 #define STACK_BATCH 32
 
@@ -147,6 +155,7 @@ static void stack_unmap(wf__stack *s)
 #if defined(WF_TSAN)
 	__tsan_destroy_fiber(s->tsan_fiber);
 #endif
+	STACK_UNPOISON(s);
 	munmap(s->map, s->maplen);
 }
 
@@ -166,6 +175,7 @@ wf__stack *wf__stack_get(wf__stack_cache *c, size_t size)
 	wf__stack *s = c->head;
 	c->head = s->next;
 	c->count--;
+	STACK_UNPOISON(s);
 	return s;
 }
 

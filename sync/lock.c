@@ -104,7 +104,8 @@ int wf_lock_free(wf_lock *l)
 	if (!lock_ok(l))
 		return WF_EINVAL;
 	wf__spin_lock(&l->sl);
-	bool busy = l->q.len != 0;
+	/* A woken waiter is no longer queued but still inside acquire. */
+	bool busy = l->q.len != 0 || (__atomic_load_n(&l->state, __ATOMIC_RELAXED) & WOKEN);
 	wf__spin_unlock(&l->sl);
 	if (busy)
 		return WF_EBUSY;
@@ -124,6 +125,8 @@ static bool take_if_free(wf_lock *l)
 	return false;
 }
 
+/* wf__waitq only pushes at the tail; a requeued waiter goes back to the
+ * head, linked the way wf__waitq_push links (prev/next, linked, len). */
 static void waitq_push_front(wf__waitq *q, wf__waiter *w)
 {
 	if (q->head == NULL) {

@@ -49,10 +49,9 @@ enum wf_gather_flags {
  * With WF_GATHER_ALL: waits for all and returns 0.
  * If the calling task is cancelled while it waits, every unfinished task
  * is cancelled and waited for, and WF_ECANCELED is returned (the caller's
- * cancellation stays counted: wf_cancelling). Tasks that have not started
- * run on the caller's stack, as with wf_join (a failure elsewhere is then
- * seen when that task returns). WF_EINVAL (NULL array with n > 0, a NULL or
- * released handle: nothing is given back then). Each task at most once. */
+ * cancellation stays counted: wf_cancelling). WF_EINVAL (NULL array with
+ * n > 0, a NULL or released handle, unknown flags: nothing is given back
+ * then). Each task at most once; no other join of them meanwhile. */
 int wf_gather(wf_task *const *tasks, size_t n, wf_outcome *out, unsigned flags);
 
 /* [any] wf_gather for futures; none is released. Cancelling the caller
@@ -145,7 +144,7 @@ int wf_as_completed_new_futures(wf_future *const *futures, size_t n, wf_as_compl
 /* [any] Waits for the next one to finish and stores its index in *index:
  * 0, WF_EOF once every one was handed out, WF_ETIMEDOUT after timeout_ms
  * (WF_FOREVER: none), WF_ECANCELED if the caller is cancelled (nothing is
- * cancelled), WF_EINVAL. Unstarted tasks may run on the caller's stack. */
+ * cancelled), WF_EINVAL. */
 int wf_as_completed_next(wf_as_completed *ac, uint64_t timeout_ms, size_t *index);
 /* [any] Frees the iterator; the tasks and futures are untouched. */
 void wf_as_completed_free(wf_as_completed *ac);
@@ -179,10 +178,13 @@ typedef struct wf_failure {
 int wf_group_enter(wf_group **out);
 
 /* [task] Spawns fn(arg) into g (opts as wf_spawn_ex; detached is ignored).
- * Any task may spawn into a group, from its enter until its leave returns.
- * *child (may be NULL) is borrowed: the group keeps the handle; it may be
- * cancelled or named, never joined or detached, and is valid until the
- * child finished and the owner next calls wf_group_spawn or wf_group_leave.
+ * The owner spawns into its group, and so may its children (asyncio's
+ * tg.create_task from a child), or any task that knows the group has not
+ * been left. *child (may be NULL) is borrowed: the group keeps the handle;
+ * it may be cancelled or named, never joined or detached, and is valid
+ * until the child finished and the owner next calls wf_group_spawn or
+ * wf_group_leave (the owner joins finished children then, so a long-lived
+ * group holds only the children still running).
  * WF_ESHUTDOWN once a child failed or the group was cancelled (the group
  * is winding down), WF_EINVAL, WF_ENOMEM, WF_ENOTTASK. */
 int wf_group_spawn(wf_group *g, wf_fn fn, void *arg, const wf_spawn_opts *opts,
@@ -192,14 +194,14 @@ int wf_group_spawn(wf_group *g, wf_fn fn, void *arg, const wf_spawn_opts *opts,
  * 0, WF_EINVAL. */
 int wf_group_cancel(wf_group *g);
 
-/* [task] Leaves the group: waits for every child (children that have not
- * started run on the owner's stack), then frees g. Never returns while a
- * child runs. The first child that fails (with an error other than
- * WF_ECANCELED) gets every other child cancelled, and the owner too if it
- * is still before its leave: its suspensions return WF_ECANCELED, and
- * leaving takes that cancellation back. Returns 0, the first failure's
- * code, or WF_ECANCELED if the owner was cancelled from outside (then
- * every child is cancelled too, and the cancellation stays counted).
+/* [task] Leaves the group: waits for every child, then frees g. Never
+ * returns while a child runs. The first child that fails (with an error
+ * other than WF_ECANCELED) gets every other child cancelled, and the owner
+ * too if it is still before its leave: its suspensions return
+ * WF_ECANCELED, and leaving takes that cancellation back. Returns 0, the
+ * first failure's code, or WF_ECANCELED if the owner was cancelled from
+ * outside (then every child is cancelled too, and the cancellation stays
+ * counted).
  * Every failure, not only the first, is stored in *failures (a malloc'd
  * array of *nfailures entries, or NULL; free it with wf_failures_free);
  * pass NULL to drop them. WF_EINVAL (the group is not the calling task's

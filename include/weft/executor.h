@@ -34,7 +34,13 @@
  * (NULL if the call never ran or failed) after the call has ended or is
  * known never to run, so that nothing leaks. A cancelled call may still be
  * running when its caller has moved on: its arg must not point into the
- * caller's stack unless the caller cannot be cancelled.
+ * caller's stack unless the caller cannot be cancelled. A submission that
+ * fails (an error returned at once) leaves arg with the caller; drop is not
+ * called.
+ *
+ * A call that waits for another call of its own pool deadlocks once every
+ * thread of the pool does so (as with any bounded pool): give nested calls
+ * a pool of their own.
  */
 #ifndef WEFT_EXECUTOR_H
 #define WEFT_EXECUTOR_H

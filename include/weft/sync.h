@@ -10,7 +10,9 @@
  *  - Objects are opaque. wf_X_new(..., &out) returns 0 and stores a new
  *    object in *out that the caller owns and frees with wf_X_free; on error
  *    *out is left untouched. wf_X_free returns WF_EBUSY (and frees nothing)
- *    while a task or thread is waiting on the object.
+ *    while a task or thread is waiting on the object; freeing an object
+ *    while any other call on it has not returned yet is an error it cannot
+ *    always catch.
  *  - Every suspending call takes a timeout in milliseconds: WF_FOREVER waits
  *    without one, 0 does not wait at all (WF_ETIMEDOUT if the call would
  *    have to wait). From a task it suspends the task, never the worker; from

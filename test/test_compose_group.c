@@ -1,0 +1,488 @@
+/*
+ * Task groups: leaving waits for every child (none left running), the
+ * first failure cancels the siblings and the owner's body, every failure is
+ * returned, children spawn into their own group, groups nest, cancelling
+ * the group or its owner, and misuse caught by its code. Many rounds on 1
+ * to 8 workers.
+ */
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt_check.h"
+#include "weft.h"
+
+#define LONG_MS 10000
+
+static const unsigned worker_counts[] = {1, 2, 4, 8};
+#define NCOUNTS (sizeof(worker_counts) / sizeof(worker_counts[0]))
+
+static int running; /* children running now */
+
+/* ---- results, and children that spawn siblings --------------------------- */
+
+typedef struct slot_arg {
+	wf_group *g;
+	uint64_t *slot;
+	uint64_t value;
+	int how;             /* 0 at once, 1 yield, 2 sleep 1 ms */
+	struct slot_arg *more; /* spawned into the group by this child */
+} slot_arg;
+
+static void *slot_child(void *arg)
+{
+	slot_arg *a = arg;
+	__atomic_add_fetch(&running, 1, __ATOMIC_SEQ_CST);
+	if (a->how == 1)
+		wf_yield();
+	else if (a->how == 2)
+		wf_sleep(1);
+	if (a->more != NULL)
+		CHECK_RC(wf_group_spawn(a->g, slot_child, a->more, NULL, NULL), 0);
+	__atomic_store_n(a->slot, a->value, __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&running, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+#define NSLOTS 96
+
+static void *results_main(void *arg)
+{
+	uint64_t seed = 12345;
+	for (int round = 0; round < 60; round++) {
+		uint64_t slots[2 * NSLOTS] = {0};
+		slot_arg args[2 * NSLOTS];
+		size_t n = 1 + rng_next(&seed) % NSLOTS;
+		wf_group *g;
+		if (!CHECK_RC(wf_group_enter(&g), 0))
+			return NULL;
+		for (size_t i = 0; i < n; i++) {
+			slot_arg *more = NULL;
+			if (i % 4 == 0) {
+				more = &args[NSLOTS + i];
+				*more = (slot_arg){g, &slots[NSLOTS + i], 2000 + i, rng_next(&seed) % 3, NULL};
+			}
+			args[i] = (slot_arg){g, &slots[i], 1000 + i, rng_next(&seed) % 3, more};
+			wf_task *child;
+			CHECK_RC(wf_group_spawn(g, slot_child, &args[i], NULL, &child), 0);
+			CHECK(child != NULL);
+		}
+		if (round % 2)
+			wf_yield();
+		CHECK_RC(wf_group_leave(g, NULL, NULL), 0);
+		CHECK_EQ(__atomic_load_n(&running, __ATOMIC_SEQ_CST), 0);
+		for (size_t i = 0; i < n; i++) {
+			CHECK_EQ(slots[i], 1000 + i);
+			if (i % 4 == 0)
+				CHECK_EQ(slots[NSLOTS + i], 2000 + i);
+		}
+		CHECK_EQ(wf_cancelling(), 0);
+	}
+	return NULL;
+}
+
+Test(group, leave_waits_for_every_child)
+{
+	for (size_t i = 0; i < NCOUNTS; i++)
+		run_weft(worker_counts[i], results_main, NULL);
+}
+
+/* ---- the first failure ---------------------------------------------------- */
+
+typedef struct fail_arg {
+	int fail;     /* this child fails with it after a yield */
+	int saw;      /* what its long sleep returned */
+} fail_arg;
+
+static void *sleeper_or_failer(void *arg)
+{
+	fail_arg *a = arg;
+	__atomic_add_fetch(&running, 1, __ATOMIC_SEQ_CST);
+	void *res = NULL;
+	if (a->fail != 0) {
+		wf_yield();
+		res = wf_fail(a->fail, "broken");
+	} else {
+		a->saw = wf_sleep(LONG_MS);
+	}
+	__atomic_sub_fetch(&running, 1, __ATOMIC_SEQ_CST);
+	return res;
+}
+
+static void *first_failure_main(void *arg)
+{
+	for (int round = 0; round < 30; round++) {
+		enum { N = 8 };
+		fail_arg args[N];
+		wf_group *g;
+		CHECK_RC(wf_group_enter(&g), 0);
+		for (int i = 0; i < N; i++) {
+			args[i] = (fail_arg){.fail = i == round % N ? WF_EIO : 0, .saw = 1};
+			/* Once the failer failed, the group takes no more. */
+			int rc = wf_group_spawn(g, sleeper_or_failer, &args[i], NULL, NULL);
+			CHECK(rc == 0 || (rc == WF_ESHUTDOWN && i > round % N));
+		}
+		/* The owner's body is cancelled by the failure. */
+		int body = wf_sleep(LONG_MS);
+		CHECK_RC(body, WF_ECANCELED);
+		CHECK_EQ(wf_cancelling(), 1);
+		/* A group winding down takes no new child. */
+		fail_arg late = {0};
+		CHECK_RC(wf_group_spawn(g, sleeper_or_failer, &late, NULL, NULL), WF_ESHUTDOWN);
+		wf_failure *fails;
+		size_t nfails;
+		CHECK_RC(wf_group_leave(g, &fails, &nfails), WF_EIO);
+		CHECK_EQ(wf_cancelling(), 0); /* the group took it back */
+		CHECK_EQ(__atomic_load_n(&running, __ATOMIC_SEQ_CST), 0);
+		if (CHECK_EQ(nfails, 1)) {
+			CHECK_RC(fails[0].err, WF_EIO);
+			CHECK(fails[0].msg != NULL && strcmp(fails[0].msg, "broken") == 0);
+		}
+		wf_failures_free(fails, nfails);
+		for (int i = 0; i < N; i++)
+			if (args[i].fail == 0 && args[i].saw != 1) /* 1: never started */
+				CHECK_RC(args[i].saw, WF_ECANCELED);
+	}
+	return NULL;
+}
+
+Test(group, first_failure_cancels_siblings_and_the_body)
+{
+	for (size_t i = 0; i < NCOUNTS; i++)
+		run_weft(worker_counts[i], first_failure_main, NULL);
+}
+
+/* A failure while the owner already waits in its leave: the siblings are
+ * cancelled, the owner is not. */
+static void *failure_at_leave_main(void *arg)
+{
+	for (int round = 0; round < 30; round++) {
+		fail_arg a = {.fail = WF_EPIPE}, b = {.saw = 1}, c = {.saw = 1};
+		wf_group *g;
+		CHECK_RC(wf_group_enter(&g), 0);
+		CHECK_RC(wf_group_spawn(g, sleeper_or_failer, &b, NULL, NULL), 0);
+		CHECK_RC(wf_group_spawn(g, sleeper_or_failer, &c, NULL, NULL), 0);
+		CHECK_RC(wf_group_spawn(g, sleeper_or_failer, &a, NULL, NULL), 0);
+		CHECK_RC(wf_group_leave(g, NULL, NULL), WF_EPIPE);
+		CHECK_EQ(wf_cancelling(), 0);
+		CHECK_EQ(__atomic_load_n(&running, __ATOMIC_SEQ_CST), 0);
+		CHECK(b.saw == 1 || b.saw == WF_ECANCELED);
+		CHECK(c.saw == 1 || c.saw == WF_ECANCELED);
+		/* The owner's next suspension is not cancelled. */
+		CHECK_RC(wf_yield(), 0);
+	}
+	return NULL;
+}
+
+Test(group, failure_while_leaving)
+{
+	for (size_t i = 0; i < NCOUNTS; i++)
+		run_weft(worker_counts[i], failure_at_leave_main, NULL);
+}
+
+/* ---- every failure is returned ------------------------------------------ */
+
+typedef struct gate_fail_arg {
+	wf_future *gate;
+	int code;
+} gate_fail_arg;
+
+/* Fails with its own code whatever happens (even when cancelled). */
+static void *stubborn_failer(void *arg)
+{
+	gate_fail_arg *a = arg;
+	__atomic_add_fetch(&running, 1, __ATOMIC_SEQ_CST);
+	wf_await(a->gate, NULL);
+	__atomic_sub_fetch(&running, 1, __ATOMIC_SEQ_CST);
+	return wf_fail(a->code, "own failure");
+}
+
+static void *every_failure_main(void *arg)
+{
+	for (int round = 0; round < 30; round++) {
+		enum { N = 6 };
+		gate_fail_arg args[N];
+		wf_future *gate = wf_future_new();
+		wf_group *g;
+		CHECK_RC(wf_group_enter(&g), 0);
+		for (int i = 0; i < N; i++) {
+			args[i] = (gate_fail_arg){gate, -5000 - i};
+			CHECK_RC(wf_group_spawn(g, stubborn_failer, &args[i], NULL, NULL), 0);
+		}
+		wf_yield();
+		wf_future_set(gate, NULL);
+		wf_failure *fails;
+		size_t nfails;
+		int rc = wf_group_leave(g, &fails, &nfails);
+		CHECK(rc <= -5000 && rc > -5000 - N);
+		/* Every child failed: cancelled or not, each one's own code,
+		 * the first one first. A child cancelled before it started
+		 * never ran and did not fail. */
+		CHECK(nfails >= 1 && nfails <= N);
+		if (nfails >= 1)
+			CHECK_RC(fails[0].err, rc);
+		int seen = 0;
+		for (size_t i = 0; i < nfails; i++) {
+			int k = -5000 - fails[i].err;
+			CHECK(k >= 0 && k < N && !(seen & (1 << k)));
+			seen |= 1 << k;
+			CHECK(strncmp(fails[i].name, "task-", 5) == 0);
+		}
+		wf_failures_free(fails, nfails);
+		CHECK_EQ(wf_cancelling(), 0);
+		wf_future_release(gate);
+	}
+	return NULL;
+}
+
+Test(group, every_failure_is_returned)
+{
+	for (size_t i = 0; i < NCOUNTS; i++)
+		run_weft(worker_counts[i], every_failure_main, NULL);
+}
+
+/* With one worker the children all start (each awaits the gate) before the
+ * owner opens it: every one of them fails, and all are listed. */
+static void *all_listed_main(void *arg)
+{
+	enum { N = 5 };
+	gate_fail_arg args[N];
+	wf_future *gate = wf_future_new();
+	wf_group *g;
+	CHECK_RC(wf_group_enter(&g), 0);
+	for (int i = 0; i < N; i++) {
+		args[i] = (gate_fail_arg){gate, -5000 - i};
+		wf_spawn_opts o = {.name = "failer"};
+		CHECK_RC(wf_group_spawn(g, stubborn_failer, &args[i], &o, NULL), 0);
+	}
+	while (__atomic_load_n(&running, __ATOMIC_SEQ_CST) != N)
+		wf_yield();
+	wf_future_set(gate, NULL);
+	wf_failure *fails;
+	size_t nfails;
+	int rc = wf_group_leave(g, &fails, &nfails);
+	CHECK_EQ(nfails, N);
+	if (nfails > 0)
+		CHECK_RC(rc, fails[0].err);
+	for (size_t i = 0; i < nfails; i++)
+		CHECK(strcmp(fails[i].name, "failer") == 0);
+	wf_failures_free(fails, nfails);
+	wf_future_release(gate);
+	return NULL;
+}
+
+Test(group, all_failures_listed)
+{
+	run_weft(1, all_listed_main, NULL);
+}
+
+/* ---- nesting ---------------------------------------------------------------- */
+
+static void *nested_main(void *arg)
+{
+	for (int round = 0; round < 20; round++) {
+		uint64_t s1 = 0, s2 = 0;
+		slot_arg ok1 = {.slot = &s1, .value = 1, .how = 2};
+		wf_group *outer, *inner;
+		CHECK_RC(wf_group_enter(&outer), 0);
+		CHECK_RC(wf_group_spawn(outer, slot_child, &ok1, NULL, NULL), 0);
+
+		/* An inner group whose child fails: the inner body is cancelled,
+		 * the inner leave returns the failure and takes the cancellation
+		 * back; the outer group goes on untouched. */
+		CHECK_RC(wf_group_enter(&inner), 0);
+		/* Leaving the outer one first is an error. */
+		CHECK_RC(wf_group_leave(outer, NULL, NULL), WF_EINVAL);
+		fail_arg bad = {.fail = WF_EIO};
+		CHECK_RC(wf_group_spawn(inner, sleeper_or_failer, &bad, NULL, NULL), 0);
+		CHECK_RC(wf_sleep(LONG_MS), WF_ECANCELED);
+		CHECK_RC(wf_group_leave(inner, NULL, NULL), WF_EIO);
+		CHECK_EQ(wf_cancelling(), 0);
+
+		/* The outer group's child fails while the owner is in an inner
+		 * group: the inner one sees a cancellation from outside (its
+		 * children are cancelled, it returns WF_ECANCELED), the outer
+		 * leave returns the failure and takes the cancellation back. */
+		fail_arg bad2 = {.fail = WF_EPIPE}, sleepy = {.saw = 1};
+		CHECK_RC(wf_group_enter(&inner), 0);
+		slot_arg ok2 = {.slot = &s2, .value = 2};
+		CHECK_RC(wf_group_spawn(inner, slot_child, &ok2, NULL, NULL), 0);
+		CHECK_RC(wf_group_spawn(inner, sleeper_or_failer, &sleepy, NULL, NULL), 0);
+		CHECK_RC(wf_group_spawn(outer, sleeper_or_failer, &bad2, NULL, NULL), 0);
+		CHECK_RC(wf_sleep(LONG_MS), WF_ECANCELED);
+		CHECK_RC(wf_group_leave(inner, NULL, NULL), WF_ECANCELED);
+		CHECK_EQ(wf_cancelling(), 1);
+		CHECK(sleepy.saw == 1 || sleepy.saw == WF_ECANCELED);
+		CHECK_RC(wf_group_leave(outer, NULL, NULL), WF_EPIPE);
+		CHECK_EQ(wf_cancelling(), 0);
+		CHECK_EQ(s1, 1);
+		CHECK_EQ(__atomic_load_n(&running, __ATOMIC_SEQ_CST), 0);
+		CHECK_RC(wf_yield(), 0);
+	}
+	return NULL;
+}
+
+Test(group, groups_nest)
+{
+	for (size_t i = 0; i < NCOUNTS; i++)
+		run_weft(worker_counts[i], nested_main, NULL);
+}
+
+/* Both groups' children fail at once: one cancellation of the owner may
+ * stand for both requests; the inner group hands it to the outer one. */
+static void *nested_both_main(void *arg)
+{
+	for (int round = 0; round < 30; round++) {
+		wf_group *outer, *inner;
+		fail_arg b1 = {.fail = WF_EIO}, b2 = {.fail = WF_EPIPE};
+		CHECK_RC(wf_group_enter(&outer), 0);
+		CHECK_RC(wf_group_enter(&inner), 0);
+		CHECK_RC(wf_group_spawn(outer, sleeper_or_failer, &b1, NULL, NULL), 0);
+		CHECK_RC(wf_group_spawn(inner, sleeper_or_failer, &b2, NULL, NULL), 0);
+		int rc = wf_sleep(LONG_MS);
+		CHECK_RC(rc, WF_ECANCELED);
+		/* Let both fail (a second request may be a second delivery). */
+		while (!(wf_sleep(1) == 0 && __atomic_load_n(&running, __ATOMIC_SEQ_CST) == 0))
+			;
+		wf_sleep(round % 3);
+		CHECK_RC(wf_group_leave(inner, NULL, NULL), WF_EPIPE);
+		CHECK_RC(wf_group_leave(outer, NULL, NULL), WF_EIO);
+		/* Both taken back, nothing left pending. */
+		CHECK_EQ(wf_cancelling(), 0);
+		CHECK_RC(wf_yield(), 0);
+	}
+	return NULL;
+}
+
+Test(group, nested_failures_at_once)
+{
+	for (size_t i = 0; i < NCOUNTS; i++)
+		run_weft(worker_counts[i], nested_both_main, NULL);
+}
+
+/* ---- cancelling ----------------------------------------------------------- */
+
+static void *group_cancel_main(void *arg)
+{
+	for (int round = 0; round < 30; round++) {
+		enum { N = 5 };
+		fail_arg args[N];
+		wf_group *g;
+		CHECK_RC(wf_group_enter(&g), 0);
+		for (int i = 0; i < N; i++) {
+			args[i] = (fail_arg){.saw = 1};
+			CHECK_RC(wf_group_spawn(g, sleeper_or_failer, &args[i], NULL, NULL), 0);
+		}
+		if (round % 2)
+			wf_sleep(1);
+		CHECK_RC(wf_group_cancel(g), 0);
+		CHECK_RC(wf_group_spawn(g, sleeper_or_failer, &args[0], NULL, NULL), WF_ESHUTDOWN);
+		wf_failure *fails;
+		size_t nfails;
+		CHECK_RC(wf_group_leave(g, &fails, &nfails), 0);
+		CHECK_EQ(nfails, 0);
+		CHECK(fails == NULL);
+		CHECK_EQ(wf_cancelling(), 0);
+		CHECK_EQ(__atomic_load_n(&running, __ATOMIC_SEQ_CST), 0);
+		for (int i = 0; i < N; i++)
+			CHECK(args[i].saw == 1 || args[i].saw == WF_ECANCELED);
+	}
+	return NULL;
+}
+
+Test(group, cancel_cancels_every_child)
+{
+	for (size_t i = 0; i < NCOUNTS; i++)
+		run_weft(worker_counts[i], group_cancel_main, NULL);
+}
+
+typedef struct owner_arg {
+	wf_future *in_body;
+	int where;  /* 0: cancelled in the body, 1: while leaving */
+	int body_rc, leave_rc, cancelling;
+	fail_arg kids[4];
+} owner_arg;
+
+static void *owner_task(void *arg)
+{
+	owner_arg *o = arg;
+	wf_group *g;
+	CHECK_RC(wf_group_enter(&g), 0);
+	for (int i = 0; i < 4; i++) {
+		o->kids[i] = (fail_arg){.saw = 1};
+		CHECK_RC(wf_group_spawn(g, sleeper_or_failer, &o->kids[i], NULL, NULL), 0);
+	}
+	wf_future_set(o->in_body, NULL);
+	o->body_rc = o->where == 0 ? wf_sleep(LONG_MS) : 0;
+	o->leave_rc = wf_group_leave(g, NULL, NULL);
+	o->cancelling = wf_cancelling();
+	wf_uncancel();
+	return NULL;
+}
+
+static void *owner_cancel_main(void *arg)
+{
+	for (int round = 0; round < 40; round++) {
+		owner_arg o = {.in_body = wf_future_new(), .where = round % 2};
+		wf_task *t = wf_spawn(owner_task, &o);
+		wf_await(o.in_body, NULL);
+		if (round % 4 >= 2)
+			wf_sleep(1);
+		wf_cancel(t);
+		CHECK_RC(wf_join(t, NULL), 0);
+		if (o.where == 0)
+			CHECK_RC(o.body_rc, WF_ECANCELED);
+		CHECK_RC(o.leave_rc, WF_ECANCELED);
+		CHECK_EQ(o.cancelling, 1); /* not the group's to take back */
+		CHECK_EQ(__atomic_load_n(&running, __ATOMIC_SEQ_CST), 0);
+		for (int i = 0; i < 4; i++)
+			CHECK(o.kids[i].saw == 1 || o.kids[i].saw == WF_ECANCELED);
+		wf_future_release(o.in_body);
+	}
+	return NULL;
+}
+
+Test(group, cancelling_the_owner_cancels_the_children)
+{
+	for (size_t i = 0; i < NCOUNTS; i++)
+		run_weft(worker_counts[i], owner_cancel_main, NULL);
+}
+
+/* ---- misuse ------------------------------------------------------------------ */
+
+static wf_group *shared_group;
+
+static void *foreign_leaver(void *arg)
+{
+	CHECK_RC(wf_group_leave(shared_group, NULL, NULL), WF_EINVAL);
+	return NULL;
+}
+
+static void *misuse_main(void *arg)
+{
+	CHECK_RC(wf_group_enter(NULL), WF_EINVAL);
+	CHECK_RC(wf_group_leave(NULL, NULL, NULL), WF_EINVAL);
+	CHECK_RC(wf_group_cancel(NULL), WF_EINVAL);
+	wf_group *g;
+	CHECK_RC(wf_group_enter(&g), 0);
+	CHECK_RC(wf_group_spawn(g, NULL, NULL, NULL, NULL), WF_EINVAL);
+	CHECK_RC(wf_group_spawn(NULL, slot_child, NULL, NULL, NULL), WF_EINVAL);
+	wf_spawn_opts bad = {.stack_size = 1};
+	uint64_t s = 0;
+	slot_arg a = {.slot = &s, .value = 7};
+	CHECK_RC(wf_group_spawn(g, slot_child, &a, &bad, NULL), WF_EINVAL);
+	shared_group = g;
+	CHECK_RC(wf_join(wf_spawn(foreign_leaver, NULL), NULL), 0);
+	CHECK_RC(wf_group_spawn(g, slot_child, &a, NULL, NULL), 0);
+	CHECK_RC(wf_group_leave(g, NULL, NULL), 0);
+	CHECK_EQ(s, 7);
+	return NULL;
+}
+
+Test(group, misuse)
+{
+	run_weft(2, misuse_main, NULL);
+	wf_group *g;
+	cr_assert_eq(wf_group_enter(&g), WF_ENOTTASK);
+}
