@@ -405,31 +405,29 @@ static int gather(const items *it, wf_outcome *out, unsigned flags)
 	size_t first_fail = SIZE_MAX;
 	bool cancelled = false;
 
-	{
-		mwatch *mw = mw_new(n, all ? 0 : WAKE_ON_FAIL, n);
-		if (mw == NULL) {
-			rc = gather_in_order(it, all, &cancelled, &first_fail);
-		} else {
+	mwatch *mw = mw_new(n, all ? 0 : WAKE_ON_FAIL, n);
+	if (mw == NULL) {
+		rc = gather_in_order(it, all, &cancelled, &first_fail);
+	} else {
+		for (size_t i = 0; i < n; i++)
+			mw_watch(mw, it, i);
+		while ((rc = mw_wait(mw, WF__NO_DEADLINE)) == WF_ECANCELED) {
+			/* Cancelling the gather cancels every child; then
+			 * it waits for all of them. */
+			wf__spin_lock(&mw->lock);
+			mw->wake = 0;
+			wf__spin_unlock(&mw->lock);
+			cancelled = true;
 			for (size_t i = 0; i < n; i++)
-				mw_watch(mw, it, i);
-			while ((rc = mw_wait(mw, WF__NO_DEADLINE)) == WF_ECANCELED) {
-				/* Cancelling the gather cancels every child; then
-				 * it waits for all of them. */
-				wf__spin_lock(&mw->lock);
-				mw->wake = 0;
-				wf__spin_unlock(&mw->lock);
-				cancelled = true;
-				for (size_t i = 0; i < n; i++)
-					if (!item_done(it, i))
-						item_cancel(it, i);
-			}
-			if (!cancelled && !all) {
-				wf__spin_lock(&mw->lock);
-				first_fail = mw->first_fail;
-				wf__spin_unlock(&mw->lock);
-			}
-			mw_free(mw, n);
+				if (!item_done(it, i))
+					item_cancel(it, i);
 		}
+		if (!cancelled && !all) {
+			wf__spin_lock(&mw->lock);
+			first_fail = mw->first_fail;
+			wf__spin_unlock(&mw->lock);
+		}
+		mw_free(mw, n);
 	}
 
 	int first_err = first_fail != SIZE_MAX ? item_err(it, first_fail) : 0;
