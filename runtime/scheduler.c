@@ -628,7 +628,10 @@ static bool maintenance(wf__worker *w)
 	run_timers(w);
 	absorb_inbox(w);
 	absorb_injection(w);
-	bool yielded = w->yield_head != NULL;
+	/* Tasks that yielded become stealable, but only behind every other
+	 * runnable task (a yield lets all of them run first): with a deque
+	 * that pops newest first, that is only when the deque is empty. */
+	bool yielded = w->yield_head != NULL && wf__deque_size(&w->deque) == 0;
 	if (yielded)
 		flush_yielded(w);
 	wf__worker_drain_remote_free(w);
