@@ -135,7 +135,8 @@ __attribute__((unused)) static uint32_t rng_next(uint64_t *s)
 	return (uint32_t)(x >> 32);
 }
 
-/* Spins for about n iterations of a pause: a delay that does not yield. */
+/* A busy delay of about n loop iterations: it neither sleeps nor yields,
+ * so the racing side lands at a random point of the other's progress. */
 __attribute__((unused)) static void spin(unsigned n)
 {
 	for (volatile unsigned i = 0; i < n; i++)

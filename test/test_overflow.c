@@ -44,13 +44,16 @@ enum { CHILD_RETURNED = 3, CHILD_SETUP_FAILED = 4, CHILD_SKIP = 5 };
 
 /* ---- the child side ------------------------------------------------------------- */
 
-static int recurse(int depth)
+__attribute__((noinline, noclone)) static int recurse(int depth)
 {
 	volatile char frame[256];
 	frame[0] = (char)depth;
 	frame[255] = (char)(depth >> 8);
+	__asm__ __volatile__("" : : "r"(frame) : "memory");
 	/* Not a tail call: the frame stays live across the call. */
-	return recurse(depth + 1) + frame[0] + frame[255];
+	int r = recurse(depth + 1);
+	__asm__ __volatile__("" : : "r"(frame) : "memory");
+	return r + frame[0] + frame[255];
 }
 
 static void *runaway(void *arg)
@@ -96,13 +99,19 @@ static void *idle_task(void *arg)
 /* Recurses until a frame reaches the lowest bytes of the stack, which
  * on an unguarded stack hold the canary, without going further than the
  * spare page below it. */
-static int dig(const char *lo, int depth)
+__attribute__((noinline, noclone)) static int dig(const char *lo, int depth)
 {
 	volatile char frame[256];
-	memset((char *)frame, 0xa5, sizeof(frame));
+	/* Every byte written, as an overflowing frame would write it; the
+	 * empty asm keeps the optimiser from reshaping the frames. */
+	for (size_t i = 0; i < sizeof(frame); i++)
+		frame[i] = (char)0xa5;
+	__asm__ __volatile__("" : : "r"(frame) : "memory");
 	if ((const char *)frame <= lo + 32)
 		return depth;
-	return dig(lo, depth + 1) + frame[0];
+	int r = dig(lo, depth + 1);
+	__asm__ __volatile__("" : : "r"(frame) : "memory");
+	return r + frame[0];
 }
 
 static void *canary_victim(void *arg)

@@ -20,8 +20,10 @@
 #ifndef WEFT_CRITERION_TSAN_H
 #define WEFT_CRITERION_TSAN_H
 
+/* What Criterion's own header brings in, which suites may rely on. */
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct crs_test {
@@ -44,15 +46,17 @@ void crs_fail(int fatal, const char *file, int line, const char *dflt, const cha
 void crs_skip(const char *fmt, ...) __attribute__((noreturn));
 void crs_log(const char *level, const char *fmt, ...);
 
-#define Test(suite, name, ...)                                                 \
-	static void crs_##suite##__##name##_fn(void);                          \
-	static struct crs_test crs_##suite##__##name = {                       \
-		#suite, #name, crs_##suite##__##name##_fn, __VA_ARGS__};       \
-	__attribute__((constructor)) static void crs_##suite##__##name##_reg(void) \
+/* The parameters are capitalised: they must not replace the field names
+ * of the designated initializers. */
+#define Test(Suite, Name, ...)                                                 \
+	static void crs_##Suite##__##Name##_fn(void);                          \
+	static struct crs_test crs_##Suite##__##Name = {                       \
+		.suite = #Suite, .name = #Name, .fn = crs_##Suite##__##Name##_fn, __VA_ARGS__}; \
+	__attribute__((constructor)) static void crs_##Suite##__##Name##_reg(void) \
 	{                                                                      \
-		crs_register(&crs_##suite##__##name);                          \
+		crs_register(&crs_##Suite##__##Name);                          \
 	}                                                                      \
-	static void crs_##suite##__##name##_fn(void)
+	static void crs_##Suite##__##Name##_fn(void)
 
 #define CRS_CHECK_(fatal, cond, dflt, ...)                                     \
 	do {                                                                   \
