@@ -225,6 +225,9 @@ struct wf__worker {
 	wf_task *free_tasks;
 	wf__mpq remote_free;
 	wf__slab *slabs;
+	wf__worker *rfree_owner; /* frees batched for that worker */
+	wf_task *rfree_head, *rfree_tail;
+	unsigned rfree_count;
 	wf__timer_heap timers;
 	uv_loop_t loop;
 	uv_async_t wakeup;
@@ -276,6 +279,7 @@ wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w);
 void wf__task_unref(wf_task *t);
 void wf__task_free_local(wf__worker *w, wf_task *t);
 void wf__worker_drain_remote_free(wf__worker *w);
+void wf__task_flush_remote(wf__worker *w);
 void wf__task_release_all(wf__worker *w);
 void wf__task_cancel_all(wf__worker *w);
 void wf__task_cancel_list(wf_task *head);

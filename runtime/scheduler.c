@@ -635,6 +635,7 @@ static bool maintenance(wf__worker *w)
 	if (yielded)
 		flush_yielded(w);
 	wf__worker_drain_remote_free(w);
+	wf__task_flush_remote(w);
 	/* Work for sleepers? A spawn does not fence (see the top comment);
 	 * this catches a sleeper that missed it. */
 	if (wf__deque_size(&w->deque) > 1)
@@ -782,6 +783,7 @@ static void park(wf__worker *w)
 	if (w->lifo != NULL || wf__deque_size(&w->deque) > 0)
 		return; /* a timer woke something */
 	wf__worker_drain_remote_free(w);
+	wf__task_flush_remote(w);
 	uint64_t trim = trim_stacks(w);
 	if (trim < next)
 		next = trim;
@@ -928,6 +930,7 @@ void *wf__worker_main(void *arg)
 			continue;
 		park(w);
 	}
+	wf__task_flush_remote(w);
 	uv_close((uv_handle_t *)&w->wakeup, NULL);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	worker_thread_fini(w);

@@ -40,6 +40,8 @@ enum { /* joined */
 
 enum { NAME_NONE = 0, NAME_WRITING = 1, NAME_SET = 2 };
 
+#define RFREE_BATCH 64
+
 /* ---- memory ------------------------------------------------------------ */
 
 static void reg_link(wf_task *head, wf_task *t)
@@ -151,11 +153,42 @@ static void task_free(wf_task *t)
 		free(t);
 		return;
 	}
-	if (owner == wf__self()) {
+	wf__worker *self = wf__self();
+	if (owner == self) {
 		wf__task_free_local(owner, t);
 		return;
 	}
-	wf__mpq_push(&owner->remote_free, t);
+	if (self == NULL || self->rt != t->rt) {
+		wf__mpq_push(&owner->remote_free, t);
+		return;
+	}
+	/* Batch frees for another worker: one CAS on its remote-free stack per
+	 * batch, not per task (the stack's line would bounce between the two
+	 * workers on every task of a spawn burst). */
+	if (self->rfree_owner != owner)
+		wf__task_flush_remote(self);
+	self->rfree_owner = owner;
+	t->qnext = self->rfree_head;
+	if (self->rfree_head == NULL)
+		self->rfree_tail = t;
+	self->rfree_head = t;
+	if (++self->rfree_count >= RFREE_BATCH)
+		wf__task_flush_remote(self);
+}
+
+void wf__task_flush_remote(wf__worker *w)
+{
+	wf_task *head = w->rfree_head;
+	if (head == NULL)
+		return;
+	wf__mpq *q = &w->rfree_owner->remote_free;
+	wf_task *old = __atomic_load_n(&q->head, __ATOMIC_RELAXED);
+	do {
+		w->rfree_tail->qnext = old;
+	} while (!__atomic_compare_exchange_n(&q->head, &old, head, true, __ATOMIC_RELEASE,
+					      __ATOMIC_RELAXED));
+	w->rfree_head = w->rfree_tail = NULL;
+	w->rfree_count = 0;
 }
 
 void wf__worker_drain_remote_free(wf__worker *w)
