@@ -223,14 +223,13 @@ static inline void notify_if_idle(wf__worker *w)
 static void push_local(wf__worker *w, void *x)
 {
 	if (WF__UNLIKELY(!wf__deque_push(&w->deque, x))) {
-		/* Out of memory growing the deque: hand it to ourselves through
-		 * the inbox, which never allocates. */
-		wf_task *t = UNTAG(x);
-		if (IS_START(x) && __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) != WF__T_NEW) {
-			wf__task_unref(t); /* stale: a joiner ran it inline */
-			return;
-		}
-		wf__mpq_push(&w->inbox, t);
+		/* Out of memory growing the deque: queues that never allocate
+		 * take it, the injection queue for start entries (all it
+		 * holds), the inbox for woken tasks (all it holds). */
+		if (IS_START(x))
+			wf__mpq_push(&w->rt->injection, UNTAG(x));
+		else
+			wf__mpq_push(&w->inbox, x);
 		return;
 	}
 	notify_if_idle(w);
@@ -478,33 +477,15 @@ void wf__run_inline(wf__worker *w, wf_task *t)
 
 /* ---- finding work ------------------------------------------------------ */
 
-static void flush_yielded(wf__worker *w)
-{
-	/* The deque pops newest first: push newest first so the task that
-	 * yielded first runs first. */
-	wf_task *list = NULL;
-	wf_task *t = w->yield_head;
-	while (t != NULL) { /* reverse */
-		wf_task *n = t->qnext;
-		t->qnext = list;
-		list = t;
-		t = n;
-	}
-	w->yield_head = w->yield_tail = NULL;
-	while (list != NULL) {
-		wf_task *n = list->qnext;
-		push_local(w, list);
-		list = n;
-	}
-}
+enum { PUSH_RESUME, PUSH_START };
 
-/* Moves a list taken from a multi-producer queue to the deque, oldest
- * first on top. Returns whether anything moved. */
-static bool absorb(wf__worker *w, wf_task *list, bool starts)
+/* Pushes a list (oldest first, linked by qnext) on the deque so that the
+ * oldest runs first: the deque pops newest first, so push newest first.
+ * kind says what the entries are: woken tasks or start entries. */
+static bool push_oldest_first(wf__worker *w, wf_task *list, int kind)
 {
 	if (list == NULL)
 		return false;
-	/* list is oldest first; push newest first so the oldest runs first. */
 	wf_task *rev = NULL;
 	while (list != NULL) {
 		wf_task *n = list->qnext;
@@ -514,38 +495,27 @@ static bool absorb(wf__worker *w, wf_task *list, bool starts)
 	}
 	while (rev != NULL) {
 		wf_task *n = rev->qnext;
-		push_local(w, starts ? TAG_START(rev) : (void *)rev);
+		push_local(w, kind == PUSH_START ? TAG_START(rev) : (void *)rev);
 		rev = n;
 	}
 	return true;
+}
+
+static void flush_yielded(wf__worker *w)
+{
+	wf_task *list = w->yield_head;
+	w->yield_head = w->yield_tail = NULL;
+	push_oldest_first(w, list, PUSH_RESUME);
 }
 
 static bool absorb_inbox(wf__worker *w)
 {
-	/* The inbox holds woken tasks and, rarely, start entries that could
-	 * not be pushed: the latter are NEW. */
-	wf_task *list = wf__mpq_take_all(&w->inbox);
-	if (list == NULL)
-		return false;
-	wf_task *rev = NULL;
-	while (list != NULL) {
-		wf_task *n = list->qnext;
-		list->qnext = rev;
-		rev = list;
-		list = n;
-	}
-	while (rev != NULL) {
-		wf_task *n = rev->qnext;
-		bool start = __atomic_load_n(&rev->state, __ATOMIC_ACQUIRE) == WF__T_NEW;
-		push_local(w, start ? TAG_START(rev) : (void *)rev);
-		rev = n;
-	}
-	return true;
+	return push_oldest_first(w, wf__mpq_take_all(&w->inbox), PUSH_RESUME);
 }
 
 static bool absorb_injection(wf__worker *w)
 {
-	return absorb(w, wf__mpq_take_all(&w->rt->injection), true);
+	return push_oldest_first(w, wf__mpq_take_all(&w->rt->injection), PUSH_START);
 }
 
 static void *steal_from_others(wf__worker *w)
@@ -593,18 +563,7 @@ static uint64_t run_timers(wf__worker *w)
 	w->firing_timers = false;
 	wf_task *list = w->fired_head;
 	w->fired_head = w->fired_tail = NULL;
-	wf_task *rev = NULL;
-	while (list != NULL) {
-		wf_task *n = list->qnext;
-		list->qnext = rev;
-		rev = list;
-		list = n;
-	}
-	while (rev != NULL) {
-		wf_task *n = rev->qnext;
-		push_local(w, rev);
-		rev = n;
-	}
+	push_oldest_first(w, list, PUSH_RESUME);
 	return next;
 }
 
