@@ -6,7 +6,8 @@
  * are mapped 32 at a time (one system call) into the worker's cache. The
  * lowest page of each is a guard that turns an overflow into a SIGSEGV,
  * reported with the task's name: where the kernel has MADV_GUARD_INSTALL
- * (Linux 6.13+) the guard lives in the page tables and costs no mapping;
+ * (Linux 6.13+) the guard lives in the page tables and costs no mapping
+ * (a batch's guards go in with one process_madvise);
  * elsewhere it is a PROT_NONE page, which splits the mapping, and the
  * kernel caps mappings at vm.max_map_count (65530 by default), so past a
  * budget of a quarter of that, stacks come without a guard and carry a
