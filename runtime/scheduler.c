@@ -235,9 +235,53 @@ static void push_local(wf__worker *w, void *x)
 	notify_if_idle(w);
 }
 
+/* A burst of spawns (a loop spawning thousands of tasks) would otherwise be
+ * spread one stolen task at a time, each steal a cache-line round trip to
+ * the spawner's deque. Past WF__OFFLOAD_AT entries the spawner moves its
+ * newest WF__OFFLOAD_BATCH start entries (cheap for the owner: no CAS) to
+ * the injection queue in one push, where an idle worker takes them all
+ * with one exchange (Go moves half its run queue to the global queue the
+ * same way). */
+#define WF__OFFLOAD_AT 1024
+#define WF__OFFLOAD_BATCH 256
+
+static void offload_spawns(wf__worker *w)
+{
+	wf_task *head = NULL, *tail = NULL;
+	for (int i = 0; i < WF__OFFLOAD_BATCH; i++) {
+		void *x = wf__deque_take(&w->deque);
+		if (x == WF__DQ_EMPTY)
+			break;
+		if (!IS_START(x)) { /* a woken task: it stays here */
+			wf__deque_push(&w->deque, x);
+			break;
+		}
+		wf_task *t = UNTAG(x);
+		t->qnext = head; /* taken newest first: the list ends oldest first */
+		head = t;
+		if (tail == NULL)
+			tail = t;
+	}
+	if (head == NULL)
+		return;
+	wf__mpq *q = &w->rt->injection;
+	wf_task *old = __atomic_load_n(&q->head, __ATOMIC_RELAXED);
+	do {
+		tail->qnext = old;
+	} while (!__atomic_compare_exchange_n(&q->head, &old, head, true, __ATOMIC_RELEASE,
+					      __ATOMIC_RELAXED));
+	wf__notify_work(w->rt);
+}
+
 void wf__schedule_new(wf__worker *w, wf_task *t)
 {
 	push_local(w, TAG_START(t));
+	wf__deque *d = &w->deque;
+	if (WF__UNLIKELY(d->bottom - d->top_seen > WF__OFFLOAD_AT) && w->rt->nworkers > 1) {
+		d->top_seen = __atomic_load_n(&d->top, __ATOMIC_ACQUIRE);
+		if (d->bottom - d->top_seen > WF__OFFLOAD_AT)
+			offload_spawns(w);
+	}
 }
 
 void wf__inject(wf_runtime *rt, wf_task *t)
