@@ -242,8 +242,8 @@ static void push_local(wf__worker *w, void *x)
  * the injection queue in one push, where an idle worker takes them all
  * with one exchange (Go moves half its run queue to the global queue the
  * same way). */
-#define WF__OFFLOAD_AT 1024
-#define WF__OFFLOAD_BATCH 256
+#define WF__OFFLOAD_AT 4096
+#define WF__OFFLOAD_BATCH 1024
 
 static void offload_spawns(wf__worker *w)
 {
