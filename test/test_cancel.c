@@ -491,3 +491,11 @@ Test(cancel, uncancel_lets_the_task_go_on)
 	for (size_t i = 0; i < NCOUNTS; i++)
 		run_weft(worker_counts[i], uncancel_main, NULL);
 }
+
+/* From a plain thread: bad handles and calls that need a task. */
+Test(cancel, outside_a_task)
+{
+	cr_assert_eq(wf_cancel(NULL), WF_EINVAL);
+	cr_assert_eq(wf_uncancel(), WF_ENOTTASK);
+	cr_assert_eq(wf_cancelling(), WF_ENOTTASK);
+}

@@ -161,3 +161,12 @@ Test(cancel_rules, cancelled_tasks_give_everything_back)
 	for (size_t i = 0; i < NCOUNTS; i++)
 		run_weft(worker_counts[i], resources_main, NULL);
 }
+
+/* From a plain thread: scopes and groups belong to tasks. */
+Test(cancel_rules, scopes_need_a_task)
+{
+	wf_group *g = NULL;
+	cr_assert_eq(wf_group_enter(&g), WF_ENOTTASK);
+	cr_assert_null(g);
+	cr_assert_eq(wf_group_enter(NULL), WF_EINVAL);
+}

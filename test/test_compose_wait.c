@@ -510,3 +510,12 @@ Test(shield, the_inner_task_goes_on)
 	for (size_t i = 0; i < NCOUNTS; i++)
 		run_weft(worker_counts[i], shield_main, NULL);
 }
+
+/* From a plain thread: NULL sets are refused before anything waits. */
+Test(wait, null_sets_outside_a_task)
+{
+	bool done[1];
+	cr_assert_eq(wf_wait(NULL, 1, WF_ALL_COMPLETED, 0, done), WF_EINVAL);
+	cr_assert_eq(wf_wait_futures(NULL, 1, WF_ALL_COMPLETED, 0, done), WF_EINVAL);
+	cr_assert_eq(wf_wait_for(NULL, NULL, 0), WF_EINVAL);
+}

@@ -212,3 +212,10 @@ Test(fairness, yielders_take_turns)
 {
 	run_weft(1, turns_main, NULL);
 }
+
+/* From a plain thread: yielding needs a task; a zero sleep returns. */
+Test(fairness, yield_outside_a_task)
+{
+	cr_assert_eq(wf_yield(), WF_ENOTTASK);
+	cr_assert_eq(wf_sleep(0), 0);
+}

@@ -316,3 +316,12 @@ Test(sync_barrier, stress_quitters_racing_with_the_trip)
 	run_weft(2, round_main, NULL);
 	run_weft(4, round_main, NULL);
 }
+
+/* Bad input from a plain thread. */
+Test(sync_barrier, bad_input_from_a_thread)
+{
+	wf_barrier *b = NULL;
+	cr_assert_eq(wf_barrier_new(0, &b), WF_EINVAL);
+	cr_assert_eq(wf_barrier_new(2, NULL), WF_EINVAL);
+	cr_assert_eq(wf_barrier_wait(NULL, 0), WF_EINVAL);
+}
