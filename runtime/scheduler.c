@@ -362,26 +362,16 @@ static bool start_fiber(wf__worker *w, wf_task *t)
 	return true;
 }
 
-/* A start entry was claimed: run t from the beginning, unless it was
- * cancelled before it started. */
-static void start_task(wf__worker *w, wf_task *t)
+/* A task cancelled before it started never runs: consumes the pending
+ * cancellation and counts it as delivered. */
+static bool cancelled_before_start(wf_task *t)
 {
 	uint32_t word = __atomic_load_n(&t->waiter.word, __ATOMIC_ACQUIRE);
-	if (word & WF__W_CANCEL_PENDING) {
-		__atomic_and_fetch(&t->waiter.word, ~(uint32_t)WF__W_CANCEL_PENDING,
-				   __ATOMIC_ACQ_REL);
-		t->cancelling = 1;
-		wf__task_finish(t);
-		return;
-	}
-	if (!start_fiber(w, t)) {
-		t->fail_err = WF_ENOMEM;
-		wf__task_finish(t);
-		return;
-	}
-	w->current = t;
-	__atomic_store_n(&t->last, w, __ATOMIC_RELAXED);
-	switch_to_task(w, t);
+	if (!(word & WF__W_CANCEL_PENDING))
+		return false;
+	__atomic_and_fetch(&t->waiter.word, ~(uint32_t)WF__W_CANCEL_PENDING, __ATOMIC_ACQ_REL);
+	t->cancelling = 1;
+	return true;
 }
 
 /* Completes the switch of the task that left (w->prev): it parks, joins
@@ -427,27 +417,6 @@ static void finish_switch(wf__worker *w)
 	}
 }
 
-static void run_entry(wf__worker *w, void *x)
-{
-	wf_task *t;
-	if (IS_START(x)) {
-		t = UNTAG(x);
-		uint32_t s = WF__T_NEW;
-		if (!__atomic_compare_exchange_n(&t->state, &s, WF__T_RUNNING, false,
-						 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-			wf__task_unref(t); /* a joiner ran it inline */
-			return;
-		}
-		start_task(w, t); /* may finish without a fiber */
-	} else {
-		t = x;
-		w->current = t;
-		__atomic_store_n(&t->last, w, __ATOMIC_RELAXED);
-		switch_to_task(w, t);
-	}
-	finish_switch(w);
-}
-
 /* A start entry: claim it and give it a fiber. NULL if it is not to run
  * (a joiner ran it inline, it was cancelled before it started, no stack). */
 static wf_task *claim_start(wf__worker *w, wf_task *t)
@@ -458,11 +427,7 @@ static wf_task *claim_start(wf__worker *w, wf_task *t)
 		wf__task_unref(t);
 		return NULL;
 	}
-	uint32_t word = __atomic_load_n(&t->waiter.word, __ATOMIC_ACQUIRE);
-	if (word & WF__W_CANCEL_PENDING) {
-		__atomic_and_fetch(&t->waiter.word, ~(uint32_t)WF__W_CANCEL_PENDING,
-				   __ATOMIC_ACQ_REL);
-		t->cancelling = 1;
+	if (cancelled_before_start(t)) {
 		wf__task_finish(t);
 		return NULL;
 	}
@@ -472,6 +437,19 @@ static wf_task *claim_start(wf__worker *w, wf_task *t)
 		return NULL;
 	}
 	return t;
+}
+
+/* Runs an entry of a queue from the scheduler context: a start entry
+ * (claimed first) or a woken task. */
+static void run_entry(wf__worker *w, void *x)
+{
+	wf_task *t = IS_START(x) ? claim_start(w, UNTAG(x)) : x;
+	if (t == NULL)
+		return;
+	w->current = t;
+	__atomic_store_n(&t->last, w, __ATOMIC_RELAXED);
+	switch_to_task(w, t);
+	finish_switch(w);
 }
 
 /* The task a switch-out can go straight to, or NULL for the scheduler. */
@@ -501,13 +479,8 @@ static wf_task *pick_direct(wf__worker *w)
 void wf__run_inline(wf__worker *w, wf_task *t)
 {
 	wf_task *parent = w->current;
-	uint32_t word = __atomic_load_n(&t->waiter.word, __ATOMIC_ACQUIRE);
-	if (word & WF__W_CANCEL_PENDING) {
-		__atomic_and_fetch(&t->waiter.word, ~(uint32_t)WF__W_CANCEL_PENDING,
-				   __ATOMIC_ACQ_REL);
-		t->cancelling = 1;
+	if (cancelled_before_start(t))
 		return;
-	}
 	t->fiber = parent->fiber;
 	t->inline_parent = parent;
 	w->current = t;
