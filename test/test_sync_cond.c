@@ -380,3 +380,11 @@ Test(sync_cond, stress_bounded_buffer_with_timeouts_and_cancels)
 	run_weft(4, buffer_main, NULL);
 	run_weft(8, buffer_main, NULL);
 }
+
+/* Bad input from a plain thread. */
+Test(sync_cond, bad_input_from_a_thread)
+{
+	cr_assert_eq(wf_cond_new(NULL, NULL), WF_EINVAL);
+	cr_assert_eq(wf_cond_wait(NULL, 0), WF_EINVAL);
+	cr_assert_eq(wf_cond_wait_for(NULL, NULL, NULL, 0), WF_EINVAL);
+}

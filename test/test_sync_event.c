@@ -231,3 +231,16 @@ Test(sync_event, stress_set_clear_wait)
 	run_weft(2, race_main, NULL);
 	run_weft(4, race_main, NULL);
 }
+
+/* From a plain thread: a zero timeout never blocks; bad input. */
+Test(sync_event, plain_thread_and_bad_input)
+{
+	wf_event *e = NULL;
+	cr_assert_eq(wf_event_new(&e), 0);
+	cr_assert_eq(wf_event_wait(e, 0), WF_ETIMEDOUT);
+	cr_assert_eq(wf_event_set(e), 0);
+	cr_assert_eq(wf_event_wait(e, 0), 0);
+	cr_assert_eq(wf_event_wait(NULL, 0), WF_EINVAL);
+	cr_assert_eq(wf_event_new(NULL), WF_EINVAL);
+	cr_assert_eq(wf_event_free(e), 0);
+}

@@ -315,3 +315,17 @@ Test(sync_rwlock, stress_readers_and_writers_with_timeouts_and_cancels)
 	run_weft(4, model_main, NULL);
 	run_weft(8, model_main, NULL);
 }
+
+/* From a plain thread: a reader excludes a writer; bad input. */
+Test(sync_rwlock, plain_thread_and_bad_input)
+{
+	wf_rwlock *rw = NULL;
+	cr_assert_eq(wf_rwlock_new(&rw), 0);
+	cr_assert_eq(wf_rwlock_rdlock(rw, 0), 0);
+	cr_assert_eq(wf_rwlock_try_wrlock(rw), WF_EBUSY);
+	cr_assert_eq(wf_rwlock_rdunlock(rw), 0);
+	cr_assert_eq(wf_rwlock_try_wrlock(rw), 0);
+	cr_assert_eq(wf_rwlock_wrunlock(rw), 0);
+	cr_assert_eq(wf_rwlock_rdlock(NULL, 0), WF_EINVAL);
+	cr_assert_eq(wf_rwlock_free(rw), 0);
+}

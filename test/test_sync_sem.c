@@ -266,3 +266,17 @@ Test(sync_sem, stress_permits_conserved_with_timeouts_and_cancels)
 	run_weft(4, model_main, NULL);
 	run_weft(8, model_main, NULL);
 }
+
+/* From a plain thread: permits counted, the bound enforced, bad input. */
+Test(sync_sem, plain_thread_and_bad_input)
+{
+	wf_sem *s = NULL;
+	cr_assert_eq(wf_sem_new_bounded(1, &s), 0);
+	cr_assert_eq(wf_sem_release(s), WF_EOVERFLOW);
+	cr_assert_eq(wf_sem_acquire(s, 0), 0);
+	cr_assert_eq(wf_sem_acquire(s, 0), WF_ETIMEDOUT);
+	cr_assert_eq(wf_sem_release(s), 0);
+	cr_assert_eq(wf_sem_acquire(NULL, 0), WF_EINVAL);
+	cr_assert_eq(wf_sem_new(1, NULL), WF_EINVAL);
+	cr_assert_eq(wf_sem_free(s), 0);
+}
