@@ -290,6 +290,25 @@ void wf__inject(wf_runtime *rt, wf_task *t)
 	wf__notify_work(rt);
 }
 
+/* Appends t to an intrusive FIFO linked by qnext (owner only). */
+static inline void fifo_append(wf_task **head, wf_task **tail, wf_task *t)
+{
+	t->qnext = NULL;
+	if (*tail != NULL)
+		(*tail)->qnext = t;
+	else
+		*head = t;
+	*tail = t;
+}
+
+/* t runs next on w; the task that held the LIFO slot goes to the deque. */
+static inline void put_lifo(wf__worker *w, wf_task *t)
+{
+	if (w->lifo != NULL)
+		push_local(w, w->lifo);
+	w->lifo = t;
+}
+
 /* A parked task becomes runnable (park protocol in rt.h). */
 static void make_runnable(wf_task *t)
 {
@@ -297,17 +316,10 @@ static void make_runnable(wf_task *t)
 	if (w != NULL && w->rt == t->rt) {
 		if (WF__UNLIKELY(w->firing_timers)) {
 			/* Timers due together wake in deadline order. */
-			t->qnext = NULL;
-			if (w->fired_tail != NULL)
-				w->fired_tail->qnext = t;
-			else
-				w->fired_head = t;
-			w->fired_tail = t;
+			fifo_append(&w->fired_head, &w->fired_tail, t);
 			return;
 		}
-		if (w->lifo != NULL)
-			push_local(w, w->lifo);
-		w->lifo = t;
+		put_lifo(w, t);
 		return;
 	}
 	/* From a plain thread or another runtime: the inbox of the worker it
@@ -392,18 +404,11 @@ static void finish_switch(wf__worker *w)
 			return;
 		/* Woken while switching out: run it again. */
 		__atomic_store_n(&t->park, WF__P_RUNNING, __ATOMIC_RELAXED);
-		if (w->lifo != NULL)
-			push_local(w, w->lifo);
-		w->lifo = t;
+		put_lifo(w, t);
 		return;
 	}
 	case WF__SW_YIELD:
-		t->qnext = NULL;
-		if (w->yield_tail != NULL)
-			w->yield_tail->qnext = t;
-		else
-			w->yield_head = t;
-		w->yield_tail = t;
+		fifo_append(&w->yield_head, &w->yield_tail, t);
 		return;
 	case WF__SW_EXIT:
 		/* The fiber is dead: its stack goes back to this worker. */
