@@ -38,6 +38,9 @@ struct wf__waiter {
 	wf__waiter *prev, *next; /* the object's list; its lock guards them */
 	bool linked;             /* guarded by the object's lock too */
 	void *data;              /* for the object's own use while linked */
+	const char *what;        /* what it waits on, for reports ("lock",
+				  * "future", "sleep", ...); set after prepare */
+	const void *obj;         /* the object waited on, or NULL */
 };
 
 /* Storage a plain thread waits with; lives on the thread's stack. */

@@ -131,6 +131,8 @@ static void thread_waiter_init(wf__thread_waiter *tw)
 	tw->w.task = NULL;
 	tw->w.thread = tw;
 	tw->w.linked = false;
+	tw->w.what = NULL;
+	tw->w.obj = NULL;
 	tw->w.prev = tw->w.next = NULL;
 	tw->w.code = 0;
 	tw->w.value = NULL;
@@ -162,6 +164,8 @@ int wf__wait_prepare(wf__waiter **out, wf__thread_waiter *tw)
 	w->code = 0;
 	w->value = NULL;
 	w->linked = false;
+	w->what = NULL;
+	w->obj = NULL;
 	uint32_t word = __atomic_load_n(&w->word, __ATOMIC_ACQUIRE);
 	for (;;) {
 		uint32_t next = (word & WF__W_CANCEL_PENDING) ? WF__W_IDLE : WF__W_ARMED;
