@@ -1,0 +1,288 @@
+/*
+ * Generation-tagged handles (runtime/handle.h): a stale handle, a handle
+ * of another kind and garbage never decode to an object (and never
+ * crash); reuse of a slot makes every older handle of it stale; many
+ * threads allocating and freeing never share an object; a slot whose
+ * generation wraps is retired and never handed out again.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "rt_check.h"
+#include "runtime/handle.h"
+
+struct obj_a {
+	wf__hdr hdr;
+	uint64_t owner;
+	uint64_t payload[5];
+};
+
+struct obj_b {
+	wf__hdr hdr;
+	char bytes[200];
+};
+
+static wf__htype type_a = WF__HTYPE_INIT(WF__K_TEST_A, struct obj_a);
+static wf__htype type_b = WF__HTYPE_INIT(WF__K_TEST_B, struct obj_b);
+
+static void *handle_of(void *obj)
+{
+	return wf__handle_of(obj);
+}
+
+Test(handle, alloc_decode_free_reuse)
+{
+	struct obj_a *a = wf__hobj_alloc(&type_a);
+	cr_assert_not_null(a);
+	cr_assert_eq(a->owner, 0);
+	void *h = handle_of(a);
+	cr_assert_neq(h, (void *)a, "a handle is not the address");
+	cr_assert_eq(wf__handle_get(h, WF__K_TEST_A), a);
+	a->owner = 42;
+
+	wf__hobj_free(&type_a, a);
+	cr_assert_null(wf__handle_get(h, WF__K_TEST_A), "stale after free");
+
+	/* The free list is LIFO: the next object is the same memory. */
+	struct obj_a *b = wf__hobj_alloc(&type_a);
+	cr_assert_eq((void *)b, (void *)a);
+	cr_assert_eq(b->owner, 0, "zeroed apart from the header");
+	void *h2 = handle_of(b);
+	cr_assert_neq(h2, h);
+	cr_assert_null(wf__handle_get(h, WF__K_TEST_A), "stale after reuse");
+	cr_assert_eq(wf__handle_get(h2, WF__K_TEST_A), b);
+	wf__hobj_free(&type_a, b);
+	cr_assert_null(wf__handle_get(h2, WF__K_TEST_A));
+}
+
+Test(handle, wrong_kind)
+{
+	struct obj_a *a = wf__hobj_alloc(&type_a);
+	struct obj_b *b = wf__hobj_alloc(&type_b);
+	cr_assert(a != NULL && b != NULL);
+	void *ha = handle_of(a), *hb = handle_of(b);
+	cr_assert_eq(wf__handle_get(ha, WF__K_TEST_A), a);
+	cr_assert_eq(wf__handle_get(hb, WF__K_TEST_B), b);
+	cr_assert_null(wf__handle_get(ha, WF__K_TEST_B));
+	cr_assert_null(wf__handle_get(hb, WF__K_TEST_A));
+	for (unsigned k = 0; k < WF__K_COUNT + 3; k++) {
+		if (k != WF__K_TEST_A)
+			cr_assert_null(wf__handle_get(ha, k), "kind %u", k);
+		if (k != WF__K_TEST_B)
+			cr_assert_null(wf__handle_get(hb, k), "kind %u", k);
+	}
+	wf__hobj_free(&type_a, a);
+	wf__hobj_free(&type_b, b);
+}
+
+static int some_global;
+
+Test(handle, garbage_decodes_to_null)
+{
+	/* Make sure slabs exist, so that garbage can hit real slab ids. */
+	struct obj_a *keep[300];
+	for (int i = 0; i < 300; i++)
+		cr_assert_not_null(keep[i] = wf__hobj_alloc(&type_a));
+	void *heap = malloc(64);
+	int local;
+	const void *ptrs[] = {
+		NULL, (void *)1, (void *)2, (void *)-1, (void *)(uintptr_t)UINT32_MAX,
+		(void *)((uintptr_t)1 << 32), (void *)((uintptr_t)3 << 32), heap, &local,
+		&some_global, keep[0], keep[299], (char *)keep[5] + 8, (void *)&type_a,
+		(void *)wf__handle_get,
+	};
+	for (size_t i = 0; i < sizeof(ptrs) / sizeof(ptrs[0]); i++)
+		for (unsigned k = 0; k < WF__K_COUNT; k++)
+			cr_assert_null(wf__handle_get(ptrs[i], k), "value %p kind %u", ptrs[i], k);
+
+	/* A real handle with its gen made even (a free slot's), or its slot
+	 * moved past the slab's end, or its slab id moved to an unused one. */
+	uint64_t h = (uint64_t)(uintptr_t)handle_of(keep[7]);
+	cr_assert_null(wf__handle_get((void *)(uintptr_t)(h + ((uint64_t)1 << 32)), WF__K_TEST_A));
+	cr_assert_null(wf__handle_get((void *)(uintptr_t)(h - ((uint64_t)1 << 32)), WF__K_TEST_A));
+	cr_assert_null(wf__handle_get((void *)(uintptr_t)(h | WF__HSLOT_MASK), WF__K_TEST_A));
+	cr_assert_null(wf__handle_get((void *)(uintptr_t)(h | 0xfff00000u), WF__K_TEST_A));
+	cr_assert_null(wf__handle_get((void *)(uintptr_t)(h & 0xffffffff00000fffu), WF__K_TEST_A));
+
+	/* Random values, and random indices with plausible gens. */
+	uint64_t s = 0x9e3779b97f4a7c15u;
+	for (int i = 0; i < 2000000; i++) {
+		uint64_t v = ((uint64_t)rng_next(&s) << 32) | rng_next(&s);
+		if (i & 1) /* gen 1 or 3: what young slots carry */
+			v = ((uint64_t)(1 + 2 * (i & 2)) << 32) | (uint32_t)v;
+		void *obj = wf__handle_get((void *)(uintptr_t)v, WF__K_TEST_A);
+		/* A hit is allowed only if it is exactly a live object's
+		 * handle (a random value may name one). */
+		if (obj != NULL)
+			cr_assert_eq((uint64_t)(uintptr_t)handle_of(obj), v);
+		for (unsigned k = WF__K_TEST_A + 1; k < WF__K_COUNT; k++)
+			if ((obj = wf__handle_get((void *)(uintptr_t)v, k)) != NULL)
+				cr_assert_eq((uint64_t)(uintptr_t)handle_of(obj), v);
+	}
+	free(heap);
+	for (int i = 0; i < 300; i++)
+		wf__hobj_free(&type_a, keep[i]);
+}
+
+Test(handle, stale_handles_stay_stale)
+{
+	/* One slot reused many times: every older handle stays refused. */
+	enum { N = 1000 };
+	static void *old[N];
+	for (int i = 0; i < N; i++) {
+		struct obj_a *a = wf__hobj_alloc(&type_a);
+		cr_assert_not_null(a);
+		old[i] = handle_of(a);
+		for (int j = 0; j < i; j += 1 + j / 10)
+			cr_assert_null(wf__handle_get(old[j], WF__K_TEST_A));
+		cr_assert_eq(wf__handle_get(old[i], WF__K_TEST_A), a);
+		wf__hobj_free(&type_a, a);
+	}
+}
+
+/* ---- many threads ------------------------------------------------------- */
+
+enum { THREADS = 8, HELD = 64, ROUNDS = 60000 };
+
+struct held {
+	struct obj_a *obj;
+	void *h;
+};
+
+static void *churn(void *arg)
+{
+	uint64_t me = (uint64_t)(uintptr_t)arg;
+	uint64_t s = me * 0x9e3779b97f4a7c15u + 1;
+	struct held held[HELD] = {{0}};
+	void *stale[HELD] = {0};
+	for (int r = 0; r < ROUNDS && !check_any_failed(); r++) {
+		int i = rng_next(&s) % HELD;
+		struct held *x = &held[i];
+		if (x->obj == NULL) {
+			x->obj = wf__hobj_alloc(&type_a);
+			if (!CHECK(x->obj != NULL))
+				break;
+			CHECK_EQ(x->obj->owner, 0);
+			x->obj->owner = me;
+			x->h = handle_of(x->obj);
+			continue;
+		}
+		CHECK(wf__handle_get(x->h, WF__K_TEST_A) == x->obj);
+		CHECK_EQ(x->obj->owner, me); /* nobody else got it */
+		if (stale[i] != NULL)
+			CHECK(wf__handle_get(stale[i], WF__K_TEST_A) == NULL);
+		x->obj->owner = 0;
+		wf__hobj_free(&type_a, x->obj);
+		CHECK(wf__handle_get(x->h, WF__K_TEST_A) == NULL);
+		stale[i] = x->h;
+		x->obj = NULL;
+	}
+	for (int i = 0; i < HELD; i++)
+		if (held[i].obj != NULL) {
+			held[i].obj->owner = 0;
+			wf__hobj_free(&type_a, held[i].obj);
+		}
+	return NULL;
+}
+
+Test(handle, threads_alloc_and_free)
+{
+	wf__hstats before, after;
+	wf__htype_stats(&type_a, &before);
+	pthread_t th[THREADS];
+	for (uintptr_t i = 0; i < THREADS; i++)
+		cr_assert_eq(pthread_create(&th[i], NULL, churn, (void *)(i + 1)), 0);
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(th[i], NULL);
+	check_none_failed();
+	wf__htype_stats(&type_a, &after);
+	cr_assert_eq(after.live, before.live, "every object given back");
+	cr_assert_eq(after.free + after.live + after.retired,
+		     after.slabs * type_a.per_slab, "no slot lost");
+}
+
+/* ---- wrap --------------------------------------------------------------- */
+
+Test(handle, wrap_retires_the_slot)
+{
+	struct obj_a *a = wf__hobj_alloc(&type_a);
+	cr_assert_not_null(a);
+	wf__hobj_set_gen_for_test(a, UINT32_MAX);
+	void *h = handle_of(a);
+	cr_assert_eq((uint64_t)(uintptr_t)h >> 32, UINT32_MAX);
+	cr_assert_eq(wf__handle_get(h, WF__K_TEST_A), a);
+	wf__hstats st;
+	wf__htype_stats(&type_a, &st);
+	size_t retired = st.retired;
+	wf__hobj_free(&type_a, a);
+	cr_assert_null(wf__handle_get(h, WF__K_TEST_A));
+	wf__htype_stats(&type_a, &st);
+	cr_assert_eq(st.retired, retired + 1);
+	cr_assert(wf__hdr_retired(&a->hdr));
+
+	/* Allocate more objects than the kind has free: none is the retired
+	 * slot, and no handle of gen 0 or 1 names it. */
+	size_t n = st.free + 2 * type_a.per_slab;
+	struct obj_a **all = calloc(n, sizeof(*all));
+	for (size_t i = 0; i < n; i++) {
+		all[i] = wf__hobj_alloc(&type_a);
+		cr_assert_not_null(all[i]);
+		cr_assert_neq((void *)all[i], (void *)a, "a retired slot was reused");
+	}
+	uint64_t low = (uint64_t)(uintptr_t)h & 0xffffffffu;
+	cr_assert_null(wf__handle_get((void *)(uintptr_t)(low | (1ull << 32)), WF__K_TEST_A));
+	cr_assert_null(wf__handle_get((void *)(uintptr_t)low, WF__K_TEST_A));
+	for (size_t i = 0; i < n; i++)
+		wf__hobj_free(&type_a, all[i]);
+	free(all);
+}
+
+/* ---- whole slabs -------------------------------------------------------- */
+
+struct obj_s {
+	wf__hdr hdr;
+	uint64_t x[7];
+};
+static wf__htype type_s = WF__HTYPE_INIT(WF__K_POOL, struct obj_s);
+
+Test(handle, slabs_get_put)
+{
+	type_s.per_slab = 63;
+	size_t n = 0;
+	char *first = wf__hslab_get(&type_s, &n);
+	cr_assert_not_null(first);
+	cr_assert_eq(n, 63);
+	void *handles[63];
+	for (size_t i = 0; i < n; i++) {
+		wf__hdr *h = (wf__hdr *)(first + i * type_s.size);
+		cr_assert_eq(h->kind, WF__K_POOL);
+		cr_assert(!wf__hdr_live(h));
+		handles[i] = wf__hdr_arm(h);
+		cr_assert_eq(wf__handle_get(handles[i], WF__K_POOL), h);
+		cr_assert_eq(wf__hdecode(handles[i], WF__K_POOL, type_s.size, 63), h);
+	}
+	for (size_t i = 0; i < n; i++)
+		cr_assert(wf__hdr_bump((wf__hdr *)(first + i * type_s.size)));
+	for (size_t i = 0; i < n; i++)
+		cr_assert_null(wf__handle_get(handles[i], WF__K_POOL));
+	wf__hslab_put(&type_s, first);
+
+	/* The next owner gets the same slab back, gens kept: the old
+	 * handles stay stale once its slots are armed again. */
+	size_t n2;
+	char *again = wf__hslab_get(&type_s, &n2);
+	cr_assert_eq(again, first);
+	cr_assert_eq(n2, n);
+	for (size_t i = 0; i < n; i++) {
+		wf__hdr *h = (wf__hdr *)(again + i * type_s.size);
+		cr_assert(!wf__hdr_live(h));
+		void *nh = wf__hdr_arm(h);
+		cr_assert_neq(nh, handles[i]);
+		cr_assert_null(wf__handle_get(handles[i], WF__K_POOL));
+		cr_assert_eq(wf__handle_get(nh, WF__K_POOL), h);
+		wf__hdr_bump(h);
+	}
+	wf__hslab_put(&type_s, again);
+}
