@@ -70,8 +70,9 @@
 #error "executor.c parks pool threads on Linux futexes"
 #endif
 
-#include "executor_internal.h"
-#include "internal.h"
+#include "executor/executor_internal.h"
+#include "runtime/internal.h"
+#include "runtime/subsystem.h"
 #include "weft.h"
 
 #define POOL_MAGIC 0x77667070u /* "wfpp" */
@@ -897,6 +898,14 @@ void wf__default_pool_shutdown(void)
 	}
 	pthread_mutex_unlock(&default_close_mu);
 }
+
+/* The runtime starts and stops nothing of the executor: pools are
+ * process-wide and serve any runtime and plain threads alike. Only wf_run,
+ * which promises to leave nothing running, shuts the default pool down. */
+const wf__subsystem wf__executor_subsystem = {
+	.name = "executor",
+	.run_end = wf__default_pool_shutdown,
+};
 
 size_t wf_pool_queued(const wf_pool *p)
 {

@@ -17,8 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "executor_internal.h"
 #include "rt.h"
+#include "subsystem.h"
 
 #define DEFAULT_STACK_KIB 64
 #define DEFAULT_GRACE_MS 2000
@@ -307,12 +307,11 @@ int wf_run(const wf_config *cfg, wf_fn main_fn, void *arg, void **result)
 	rc = wf_await(f, result);
 	wf_future_release(f);
 	wf_runtime_shutdown(rt);
-	wf__default_pool_shutdown();
+	for (const wf__subsystem *const *s = wf__subsystems; *s != NULL; s++)
+		if ((*s)->run_end != NULL)
+			(*s)->run_end();
 	return rc;
 }
-
-/* Overridden by the executor module when a program links it. */
-__attribute__((weak)) void wf__default_pool_shutdown(void) {}
 
 wf_runtime *wf_runtime_current(void)
 {

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "executor_internal.h"
+#include "executor/executor_internal.h"
 #include "rt_check.h"
 #include "weft.h"
 
