@@ -18,6 +18,18 @@
  * Threads. Calls marked [task] must be made from a task; from a plain thread
  * they return WF_ENOTTASK. Calls marked [any] work from tasks and from plain
  * threads alike (a plain thread blocks where a task would suspend).
+ *
+ * ABI (docs/abi.md). Every function declared in weft.h and weft/ carries
+ * WF_EXTERN (weft/version.h): the library exports nothing else, and the
+ * test under test/abi/ checks that the exported symbols and the declared
+ * functions are the same set, so a new public function needs WF_EXTERN on
+ * its declaration. Option structs (wf_config, wf_spawn_opts, ...) end in
+ * `uint64_t reserved[N]`, which must be zero: initialise them with their
+ * init function or WF_*_INIT macro, or with a designated initializer
+ * ({.name = "x"} zeroes the rest). A later minor version gives reserved
+ * words a meaning, with zero meaning what the library did before, so the
+ * size and every offset stay the same and an old program keeps working.
+ * Every public header compiles on its own, as C99 and as C++11.
  */
 #ifndef WEFT_H
 #define WEFT_H
@@ -27,13 +39,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "weft/version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define WEFT_VERSION_MAJOR 0
-#define WEFT_VERSION_MINOR 1
-#define WEFT_VERSION_PATCH 0
+/* The version of the library loaded at run time (the headers' version is
+ * WEFT_VERSION_*): WEFT_VERSION_HEX's encoding, 0xMMmmpp, and
+ * "MAJOR.MINOR.PATCH". */
+WF_EXTERN unsigned wf_version(void);
+WF_EXTERN const char *wf_version_string(void);
+
+/* Zero-initialises an option struct in C and C++ alike ({0} draws
+ * -Wmissing-field-initializers in C++, {} is not C before C23). */
+#ifdef __cplusplus
+#define WF__ZERO_INIT {}
+#else
+#define WF__ZERO_INIT {0}
+#endif
 
 /* ------------------------------------------------------------------------
  * Error codes: one table generates the enum, wf_strerror and wf_err_name.
@@ -68,9 +92,9 @@ enum wf_errno {
 };
 
 /* A short description of any code (WF_E* or -errno); never NULL. */
-const char *wf_strerror(int err);
+WF_EXTERN const char *wf_strerror(int err);
 /* The code's name ("WF_ECANCELED", "ENOENT" for -ENOENT); never NULL. */
-const char *wf_err_name(int err);
+WF_EXTERN const char *wf_err_name(int err);
 
 /* ------------------------------------------------------------------------
  * Types. All opaque; each creator below says who frees what it returns.
@@ -99,44 +123,45 @@ typedef struct wf_config {
 	size_t stack_size; /* task stack (virtual, touched lazily); 0: 64 KiB */
 	unsigned debug;    /* WF_DEBUG_* flags */
 	uint64_t shutdown_grace_ms; /* see wf_runtime_shutdown; 0: 2000 */
+	uint64_t reserved[8]; /* zero: room for later fields (see ABI above) */
 } wf_config;
 
 /* Fills *cfg with the defaults, then applies the environment:
  * WEFT_WORKERS=<n>, WEFT_STACK_KIB=<n>, WEFT_DEBUG=<flags>. Fields set by
  * the program after this call win over both. */
-void wf_config_init(wf_config *cfg);
+WF_EXTERN void wf_config_init(wf_config *cfg);
 
 /* asyncio.run: starts a runtime (cfg may be NULL: wf_config_init defaults),
  * runs main(arg) as a task, stores its result in *result (may be NULL),
  * then cancels and awaits every task still running and frees everything.
  * Returns main's outcome: 0, main's failure code, or a start-up error.
  * Every task handle and future of the runtime is invalid once it returns. */
-int wf_run(const wf_config *cfg, wf_fn main, void *arg, void **result);
+WF_EXTERN int wf_run(const wf_config *cfg, wf_fn main, void *arg, void **result);
 
 /* Embedding: start a runtime in the background. *out is freed by
  * wf_runtime_shutdown. Environment and NULL cfg as for wf_run. */
-int wf_runtime_start(const wf_config *cfg, wf_runtime **out);
+WF_EXTERN int wf_runtime_start(const wf_config *cfg, wf_runtime **out);
 
 /* asyncio.run_coroutine_threadsafe: from any thread (a task of this or
  * another runtime, or a plain thread), run fn(arg) as a new task of rt.
  * *out receives a future completed with the task's outcome; the caller owns
  * it and releases it with wf_future_release. WF_ESHUTDOWN once shutdown
  * has begun. */
-int wf_runtime_submit(wf_runtime *rt, wf_fn fn, void *arg, wf_future **out);
+WF_EXTERN int wf_runtime_submit(wf_runtime *rt, wf_fn fn, void *arg, wf_future **out);
 
 /* Stops rt: cancels every task still running (repeatedly, for
  * shutdown_grace_ms, as a task may catch one cancellation), waits for them
  * all, stops the workers, frees the runtime. Call it from a plain thread,
  * never from one of rt's own tasks (WF_EDEADLK). A task that never
  * suspends again cannot be stopped and makes this wait. */
-int wf_runtime_shutdown(wf_runtime *rt);
+WF_EXTERN int wf_runtime_shutdown(wf_runtime *rt);
 
 /* The runtime of the calling task, or NULL on a plain thread. */
-wf_runtime *wf_runtime_current(void);
+WF_EXTERN wf_runtime *wf_runtime_current(void);
 /* The number of worker threads of rt. */
-unsigned wf_runtime_workers(const wf_runtime *rt);
+WF_EXTERN unsigned wf_runtime_workers(const wf_runtime *rt);
 /* Index of the worker running the calling task, or -1 on a plain thread. */
-int wf_worker_id(void);
+WF_EXTERN int wf_worker_id(void);
 
 /* ------------------------------------------------------------------------
  * Tasks
@@ -145,7 +170,11 @@ typedef struct wf_spawn_opts {
 	const char *name;  /* copied (first 31 bytes); NULL: "task-<id>" */
 	size_t stack_size; /* 0: the runtime's default (16 KiB at least) */
 	bool detached;     /* no handle: as wf_detach right away, but cheaper */
+	uint64_t reserved[6]; /* zero: room for later fields (see ABI above) */
 } wf_spawn_opts;
+
+/* The defaults (every field zero): `wf_spawn_opts o = WF_SPAWN_OPTS_INIT;`. */
+#define WF_SPAWN_OPTS_INIT WF__ZERO_INIT
 
 /* [task] asyncio.create_task: schedules fn(arg) as a new task and returns
  * its handle, or NULL (out of memory, or not called from a task: use
@@ -153,10 +182,10 @@ typedef struct wf_spawn_opts {
  * wf_join (waits) or wf_detach (does not wait). A task that has not started
  * when it is joined runs at once on the joiner's stack (no switch), unless
  * it asked for a stack size of its own. */
-wf_task *wf_spawn(wf_fn fn, void *arg);
+WF_EXTERN wf_task *wf_spawn(wf_fn fn, void *arg);
 /* [task] wf_spawn with options (opts may be NULL); 0 or WF_EINVAL,
  * WF_ENOMEM, WF_ENOTTASK. out may be NULL only for a detached task. */
-int wf_spawn_ex(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out);
+WF_EXTERN int wf_spawn_ex(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out);
 
 /* [any] await task: waits until t finishes, stores its result in *result
  * (may be NULL) and releases the handle. Returns t's outcome: 0, the code
@@ -166,93 +195,95 @@ int wf_spawn_ex(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out);
  * Errors that leave the handle untouched: WF_EINVAL (NULL or a released
  * handle, caught while its memory is not reused), WF_EDEADLK (t is the
  * caller), WF_EBUSY (another join of t is waiting). */
-int wf_join(wf_task *t, void **result);
+WF_EXTERN int wf_join(wf_task *t, void **result);
 /* wf_join that also hands over t's failure message: *errmsg is NULL or a
  * malloc'd string the caller frees. */
-int wf_join_ex(wf_task *t, void **result, char **errmsg);
+WF_EXTERN int wf_join_ex(wf_task *t, void **result, char **errmsg);
 
 /* [any] Gives the handle back without waiting; t runs on and frees itself.
  * If t then fails, "weft: task "<name>" failed: <message>, never joined" is
  * printed on stderr. WF_EINVAL for NULL or a released handle. */
-int wf_detach(wf_task *t);
+WF_EXTERN int wf_detach(wf_task *t);
 
 /* [any] asyncio's Task.cancel: asks t to stop. The current suspension of t
  * (or its next one) returns WF_ECANCELED; a task that has not started never
  * starts. If t returns after that without wf_uncancel, its outcome is
  * WF_ECANCELED. Returns 0, WF_EALREADY if t had already finished, WF_EINVAL
  * for NULL. Cancelling twice before delivery delivers once. */
-int wf_cancel(wf_task *t);
+WF_EXTERN int wf_cancel(wf_task *t);
 /* [task] asyncio's Task.uncancel: the calling task handled a cancellation
  * and goes on; its outcome is no longer WF_ECANCELED on that account.
  * Returns how many delivered cancellations remain unhandled. */
-int wf_uncancel(void);
+WF_EXTERN int wf_uncancel(void);
 /* [task] How many cancellations were delivered to the calling task and not
  * yet handled with wf_uncancel (asyncio's Task.cancelling). */
-int wf_cancelling(void);
+WF_EXTERN int wf_cancelling(void);
 
 /* [task] Records that the calling task fails with err (negative) and an
  * optional message (copied); returns NULL so a task can `return
- * wf_fail(WF_EIO, "disk gone");`. The last call wins. */
-void *wf_fail(int err, const char *msg);
+ * wf_fail(WF_EIO, "disk gone");`. The last call wins. A code >= 0 (a
+ * forgotten minus: wf_fail(EIO, ...)) records WF_EINVAL with a message
+ * that says so: the task never passes for a success. */
+WF_EXTERN void *wf_fail(int err, const char *msg);
 
 /* [task] asyncio.sleep(0): lets every other runnable task run, then goes
  * on. 0 or WF_ECANCELED. */
-int wf_yield(void);
+WF_EXTERN int wf_yield(void);
 /* [any] asyncio.sleep: suspends the task for ms milliseconds (a plain
  * thread sleeps). 0 or WF_ECANCELED. */
-int wf_sleep(uint64_t ms);
+WF_EXTERN int wf_sleep(uint64_t ms);
 
 /* [any] The calling task, or NULL on a plain thread. Valid while it runs. */
-wf_task *wf_current(void);
+WF_EXTERN wf_task *wf_current(void);
 /* The task's name ("task-<id>" if none was given); valid as long as the
  * handle is. NULL for NULL. */
-const char *wf_task_name(wf_task *t);
+WF_EXTERN const char *wf_task_name(wf_task *t);
 /* true once t has finished (its outcome is known). */
-bool wf_task_done(const wf_task *t);
+WF_EXTERN bool wf_task_done(const wf_task *t);
 
 /* ------------------------------------------------------------------------
  * Futures: a result that arrives later, completed once from any thread.
  * ---------------------------------------------------------------------- */
 /* [any] A new pending future, or NULL if out of memory. The caller owns one
  * reference and gives it back with wf_future_release. */
-wf_future *wf_future_new(void);
+WF_EXTERN wf_future *wf_future_new(void);
 /* [any] Takes another reference (for a second owner); returns f. */
-wf_future *wf_future_retain(wf_future *f);
+WF_EXTERN wf_future *wf_future_retain(wf_future *f);
 /* [any] Drops one reference; the last frees f. A completion still running
  * elsewhere keeps its own reference, so releasing early is safe. */
-void wf_future_release(wf_future *f);
+WF_EXTERN void wf_future_release(wf_future *f);
 
 /* [any] Completes f with a value. 0, WF_EALREADY if f was already complete
  * (f is left as it was), WF_EINVAL for NULL. */
-int wf_future_set(wf_future *f, void *value);
+WF_EXTERN int wf_future_set(wf_future *f, void *value);
 /* [any] Completes f with an error (err < 0) and an optional message
  * (copied). 0, WF_EALREADY, WF_EINVAL (NULL f, err >= 0), WF_ENOMEM. */
-int wf_future_fail(wf_future *f, int err, const char *msg);
+WF_EXTERN int wf_future_fail(wf_future *f, int err, const char *msg);
 /* [any] future.cancel(): wf_future_fail(f, WF_ECANCELED, NULL). */
-int wf_future_cancel(wf_future *f);
+WF_EXTERN int wf_future_cancel(wf_future *f);
 
 /* [any] Waits for f and returns its outcome: 0 with *value set (value may
  * be NULL), or f's error code. WF_ECANCELED also when the waiting task is
  * cancelled (f is then left pending). Any number of tasks and threads may
  * await one future. */
-int wf_await(wf_future *f, void **value);
+WF_EXTERN int wf_await(wf_future *f, void **value);
 /* [any] wf_await with a deadline: WF_ETIMEDOUT after ms milliseconds
  * (f is left pending). WF_FOREVER waits without one. */
-int wf_await_timeout(wf_future *f, void **value, uint64_t ms);
+WF_EXTERN int wf_await_timeout(wf_future *f, void **value, uint64_t ms);
 
 /* true once f is complete. */
-bool wf_future_done(const wf_future *f);
+WF_EXTERN bool wf_future_done(const wf_future *f);
 /* The outcome of a complete future without waiting: 0 with *value, f's
  * error, or WF_EAGAIN if f is pending. */
-int wf_future_result(const wf_future *f, void **value);
+WF_EXTERN int wf_future_result(const wf_future *f, void **value);
 /* The message f failed with, or NULL; valid while f is referenced. */
-const char *wf_future_errmsg(const wf_future *f);
+WF_EXTERN const char *wf_future_errmsg(const wf_future *f);
 
 /* Called once when f completes, on the completing thread (at once, on the
  * caller's thread, if f is already complete). Must not block. */
 typedef void (*wf_done_cb)(wf_future *f, void *arg);
 /* [any] 0, WF_EINVAL, WF_ENOMEM. Callbacks run in the order added. */
-int wf_future_add_done_callback(wf_future *f, wf_done_cb cb, void *arg);
+WF_EXTERN int wf_future_add_done_callback(wf_future *f, wf_done_cb cb, void *arg);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,7 @@
 /*
  * weft: composing tasks. asyncio's gather, wait, wait_for, timeout,
  * as_completed, shield and TaskGroup, for tasks that run on many workers.
- * Included by weft.h; not meant to be included on its own.
+ * Included by weft.h (and includes it).
  *
  * Handles. wf_gather and wf_wait_for give back the handles they are passed,
  * as wf_join does (they are "join" for many tasks, or with a deadline);
@@ -17,6 +17,8 @@
 #ifndef WEFT_COMPOSE_H
 #define WEFT_COMPOSE_H
 
+#include "../weft.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -29,7 +31,7 @@ typedef struct wf_outcome {
 } wf_outcome;
 
 /* Frees the messages of out[0..n-1] and sets them to NULL. */
-void wf_outcomes_clear(wf_outcome *out, size_t n);
+WF_EXTERN void wf_outcomes_clear(wf_outcome *out, size_t n);
 
 /* ------------------------------------------------------------------------
  * gather
@@ -52,11 +54,12 @@ enum wf_gather_flags {
  * cancellation stays counted: wf_cancelling). WF_EINVAL (NULL array with
  * n > 0, a NULL or released handle, unknown flags: nothing is given back
  * then). Each task at most once; no other join of them meanwhile. */
-int wf_gather(wf_task *const *tasks, size_t n, wf_outcome *out, unsigned flags);
+WF_EXTERN int wf_gather(wf_task *const *tasks, size_t n, wf_outcome *out, unsigned flags);
 
 /* [any] wf_gather for futures; none is released. Cancelling the caller
  * cancels the pending futures (wf_future_cancel). */
-int wf_gather_futures(wf_future *const *futures, size_t n, wf_outcome *out, unsigned flags);
+WF_EXTERN int wf_gather_futures(wf_future *const *futures, size_t n, wf_outcome *out,
+				unsigned flags);
 
 /* ------------------------------------------------------------------------
  * wait
@@ -72,10 +75,10 @@ enum wf_wait_when {
  * finished: the done set, and the pending set (done[i] false). Returns how
  * many are done (>= 0; a timeout is not an error), WF_ECANCELED if the
  * caller is cancelled, WF_EINVAL. Cancels nothing and releases nothing. */
-int wf_wait(wf_task *const *tasks, size_t n, int when, uint64_t timeout_ms, bool *done);
+WF_EXTERN int wf_wait(wf_task *const *tasks, size_t n, int when, uint64_t timeout_ms, bool *done);
 /* [any] wf_wait for futures. */
-int wf_wait_futures(wf_future *const *futures, size_t n, int when, uint64_t timeout_ms,
-		    bool *done);
+WF_EXTERN int wf_wait_futures(wf_future *const *futures, size_t n, int when,
+			      uint64_t timeout_ms, bool *done);
 
 /* ------------------------------------------------------------------------
  * wait_for
@@ -86,11 +89,11 @@ int wf_wait_futures(wf_future *const *futures, size_t n, int when, uint64_t time
  * finished as it arrived): then its outcome is returned. The handle is
  * given back in every case but WF_EINVAL, WF_EDEADLK and WF_EBUSY (as
  * wf_join). Cancelling the caller cancels t, as wf_join does. */
-int wf_wait_for(wf_task *t, void **result, uint64_t timeout_ms);
+WF_EXTERN int wf_wait_for(wf_task *t, void **result, uint64_t timeout_ms);
 /* [any] asyncio.wait_for on a future: on timeout f is cancelled
  * (wf_future_cancel) and WF_ETIMEDOUT returned; so is it when the caller
  * is cancelled (WF_ECANCELED). f is not released. */
-int wf_wait_for_future(wf_future *f, void **value, uint64_t timeout_ms);
+WF_EXTERN int wf_wait_for_future(wf_future *f, void **value, uint64_t timeout_ms);
 
 /* ------------------------------------------------------------------------
  * Timeout scopes
@@ -117,18 +120,18 @@ typedef struct wf_timeout {
 
 /* [task] Enters a scope whose deadline is timeout_ms from now (WF_FOREVER:
  * none yet; 0: already expired). 0, WF_EINVAL, WF_ENOTTASK, WF_ENOMEM. */
-int wf_timeout_enter(wf_timeout *to, uint64_t timeout_ms);
+WF_EXTERN int wf_timeout_enter(wf_timeout *to, uint64_t timeout_ms);
 /* [task] Moves the deadline to timeout_ms from now (WF_FOREVER: none),
  * while inside the scope. WF_EALREADY if it had already expired (the
  * cancellation cannot be taken back; the deadline is left as it was). */
-int wf_timeout_reschedule(wf_timeout *to, uint64_t timeout_ms);
+WF_EXTERN int wf_timeout_reschedule(wf_timeout *to, uint64_t timeout_ms);
 /* true once the scope's deadline passed while the task was inside it. */
-bool wf_timeout_expired(const wf_timeout *to);
+WF_EXTERN bool wf_timeout_expired(const wf_timeout *to);
 /* [task] Leaves the scope. rc is what the code inside it returns; the
  * result is rc, or WF_ETIMEDOUT if rc is WF_ECANCELED because the scope
  * expired (and no other cancellation is pending). WF_EINVAL for a scope
  * that is not the calling task's innermost one. */
-int wf_timeout_leave(wf_timeout *to, int rc);
+WF_EXTERN int wf_timeout_leave(wf_timeout *to, int rc);
 
 /* ------------------------------------------------------------------------
  * as_completed
@@ -139,15 +142,16 @@ typedef struct wf_as_completed wf_as_completed;
  * in the order they finish. Looks at the handles, does not take them: free
  * the iterator before joining or detaching a task it has not handed out.
  * *out is freed by wf_as_completed_free. 0, WF_EINVAL, WF_ENOMEM. */
-int wf_as_completed_new(wf_task *const *tasks, size_t n, wf_as_completed **out);
-int wf_as_completed_new_futures(wf_future *const *futures, size_t n, wf_as_completed **out);
+WF_EXTERN int wf_as_completed_new(wf_task *const *tasks, size_t n, wf_as_completed **out);
+WF_EXTERN int wf_as_completed_new_futures(wf_future *const *futures, size_t n,
+					  wf_as_completed **out);
 /* [any] Waits for the next one to finish and stores its index in *index:
  * 0, WF_EOF once every one was handed out, WF_ETIMEDOUT after timeout_ms
  * (WF_FOREVER: none), WF_ECANCELED if the caller is cancelled (nothing is
  * cancelled), WF_EINVAL. */
-int wf_as_completed_next(wf_as_completed *ac, uint64_t timeout_ms, size_t *index);
+WF_EXTERN int wf_as_completed_next(wf_as_completed *ac, uint64_t timeout_ms, size_t *index);
 /* [any] Frees the iterator; the tasks and futures are untouched. */
-void wf_as_completed_free(wf_as_completed *ac);
+WF_EXTERN void wf_as_completed_free(wf_as_completed *ac);
 
 /* ------------------------------------------------------------------------
  * shield
@@ -158,7 +162,7 @@ void wf_as_completed_free(wf_as_completed *ac);
  * cancel t either. t's failure is not reported as never joined: it is the
  * future's. The caller owns *out (wf_future_release). 0, WF_EINVAL (the
  * handle is then untouched), WF_ENOMEM. */
-int wf_shield(wf_task *t, wf_future **out);
+WF_EXTERN int wf_shield(wf_task *t, wf_future **out);
 
 /* ------------------------------------------------------------------------
  * Task groups
@@ -175,7 +179,7 @@ typedef struct wf_failure {
 /* [task] asyncio.TaskGroup: enters a group owned by the calling task.
  * Groups nest (with each other and with timeout scopes) and are left in
  * the reverse order. *out is freed by wf_group_leave. */
-int wf_group_enter(wf_group **out);
+WF_EXTERN int wf_group_enter(wf_group **out);
 
 /* [task] Spawns fn(arg) into g (opts as wf_spawn_ex; detached is ignored).
  * The owner spawns into its group, and so may its children (asyncio's
@@ -187,12 +191,12 @@ int wf_group_enter(wf_group **out);
  * group holds only the children still running).
  * WF_ESHUTDOWN once a child failed or the group was cancelled (the group
  * is winding down), WF_EINVAL, WF_ENOMEM, WF_ENOTTASK. */
-int wf_group_spawn(wf_group *g, wf_fn fn, void *arg, const wf_spawn_opts *opts,
-		   wf_task **child);
+WF_EXTERN int wf_group_spawn(wf_group *g, wf_fn fn, void *arg, const wf_spawn_opts *opts,
+			     wf_task **child);
 
 /* [any] Cancels every child still running (as when a child fails).
  * 0, WF_EINVAL. */
-int wf_group_cancel(wf_group *g);
+WF_EXTERN int wf_group_cancel(wf_group *g);
 
 /* [task] Leaves the group: waits for every child, then frees g. Never
  * returns while a child runs. The first child that fails (with an error
@@ -206,10 +210,10 @@ int wf_group_cancel(wf_group *g);
  * array of *nfailures entries, or NULL; free it with wf_failures_free);
  * pass NULL to drop them. WF_EINVAL (the group is not the calling task's
  * innermost scope). */
-int wf_group_leave(wf_group *g, wf_failure **failures, size_t *nfailures);
+WF_EXTERN int wf_group_leave(wf_group *g, wf_failure **failures, size_t *nfailures);
 
 /* Frees an array that wf_group_leave returned. */
-void wf_failures_free(wf_failure *failures, size_t n);
+WF_EXTERN void wf_failures_free(wf_failure *failures, size_t n);
 
 #ifdef __cplusplus
 }

@@ -71,12 +71,16 @@ typedef void (*wf_drop_fn)(void *arg, void *value);
 typedef struct wf_call_opts {
 	wf_pool *pool;   /* NULL: the default blocking pool */
 	wf_drop_fn drop; /* NULL: nothing to free */
+	uint64_t reserved[6]; /* zero: room for later fields (weft.h, ABI) */
 } wf_call_opts;
+
+/* The defaults (every field zero): `wf_call_opts o = WF_CALL_OPTS_INIT;`. */
+#define WF_CALL_OPTS_INIT WF__ZERO_INIT
 
 /* [any] A new pool of `threads` threads (1..WF_POOL_MAX_THREADS) named
  * name (NULL: "wf-pool"). The caller owns *out and gives it back with
  * wf_pool_shutdown. 0, WF_EINVAL, WF_ENOMEM. */
-int wf_pool_new(const char *name, unsigned threads, wf_pool **out);
+WF_EXTERN int wf_pool_new(const char *name, unsigned threads, wf_pool **out);
 
 /* [any] Stops p and frees it. WF_POOL_WAIT: every queued call runs first;
  * WF_POOL_CANCEL: queued calls fail with WF_ECANCELED (their drop runs).
@@ -87,7 +91,7 @@ int wf_pool_new(const char *name, unsigned threads, wf_pool **out);
  * default pool is shut down by wf_run only), a released pool (caught while
  * its memory is not reused) or a bad mode; WF_EDEADLK from one of p's own
  * calls. */
-int wf_pool_shutdown(wf_pool *p, int mode);
+WF_EXTERN int wf_pool_shutdown(wf_pool *p, int mode);
 
 /* [any] loop.run_in_executor: runs fn(arg) on pool p (NULL: the default
  * pool) and stores in *out a future completed with the call's outcome. The
@@ -96,9 +100,9 @@ int wf_pool_shutdown(wf_pool *p, int mode);
  * leaves the call alone: wf_future_cancel(*out) cancels it if it has not
  * started (a running call finishes; its value is dropped).
  * 0, WF_EINVAL (NULL fn or out, released pool), WF_ENOMEM, WF_ESHUTDOWN. */
-int wf_run_in_executor(wf_pool *p, wf_fn fn, void *arg, wf_future **out);
+WF_EXTERN int wf_run_in_executor(wf_pool *p, wf_fn fn, void *arg, wf_future **out);
 /* wf_run_in_executor with options (opts may be NULL). */
-int wf_run_in_executor_ex(wf_fn fn, void *arg, const wf_call_opts *opts, wf_future **out);
+WF_EXTERN int wf_run_in_executor_ex(wf_fn fn, void *arg, const wf_call_opts *opts, wf_future **out);
 
 /* [any] asyncio.to_thread: runs fn(arg) on the default pool and waits for
  * it; *result (may be NULL) receives its value. Returns 0, the call's
@@ -106,22 +110,22 @@ int wf_run_in_executor_ex(wf_fn fn, void *arg, const wf_call_opts *opts, wf_futu
  * the calling task is cancelled: at once, whether the call has started or
  * not (one not started never runs; a running one finishes and its value is
  * dropped). */
-int wf_to_thread(wf_fn fn, void *arg, void **result);
+WF_EXTERN int wf_to_thread(wf_fn fn, void *arg, void **result);
 /* wf_to_thread with options (opts may be NULL); *errmsg (errmsg may be
  * NULL) receives NULL or the call's failure message, malloc'd, which the
  * caller frees. */
-int wf_to_thread_ex(wf_fn fn, void *arg, const wf_call_opts *opts, void **result,
-		    char **errmsg);
+WF_EXTERN int wf_to_thread_ex(wf_fn fn, void *arg, const wf_call_opts *opts, void **result,
+			      char **errmsg);
 
 /* [pool thread] Makes the running call fail with err (negative; any other
  * value is recorded as WF_EINVAL) and an optional message (copied); returns
  * NULL, so a call can `return wf_blocking_fail(-ENOENT, "no such user");`.
  * The last call wins. From a task it is wf_fail; elsewhere it does
  * nothing. */
-void *wf_blocking_fail(int err, const char *msg);
+WF_EXTERN void *wf_blocking_fail(int err, const char *msg);
 
 /* [any] Calls of p (NULL: the default pool) waiting for a thread. */
-size_t wf_pool_queued(const wf_pool *p);
+WF_EXTERN size_t wf_pool_queued(const wf_pool *p);
 
 typedef struct wf_pool_stats {
 	unsigned threads;     /* alive (running a call, idle or starting) */
@@ -130,17 +134,18 @@ typedef struct wf_pool_stats {
 	size_t queued;        /* calls waiting for a thread */
 	uint64_t started;     /* threads started over the pool's life */
 	uint64_t retired;     /* threads that exited after the keep-alive */
+	uint64_t reserved[6]; /* zeroed: room for later counters */
 } wf_pool_stats;
 
 /* [any] A snapshot of p's counters (NULL: the default pool).
  * 0 or WF_EINVAL. */
-int wf_pool_get_stats(const wf_pool *p, wf_pool_stats *out);
+WF_EXTERN int wf_pool_get_stats(const wf_pool *p, wf_pool_stats *out);
 
 /* [any] Sets the default pool's bound (1..WF_POOL_MAX_THREADS; 0 keeps the
  * current one) and keep-alive (ms; WF_FOREVER: idle threads never exit).
  * Takes effect at once; a lower bound retires no running thread. Fields
  * set here win over the environment. 0 or WF_EINVAL. */
-int wf_default_pool_configure(unsigned max_threads, uint64_t keepalive_ms);
+WF_EXTERN int wf_default_pool_configure(unsigned max_threads, uint64_t keepalive_ms);
 
 #ifdef __cplusplus
 }

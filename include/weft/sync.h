@@ -57,38 +57,38 @@ typedef struct wf_queue wf_queue;
  * each, with no allocation and no system call.
  * ---------------------------------------------------------------------- */
 /* 0, WF_EINVAL (out NULL), WF_ENOMEM. */
-int wf_lock_new(wf_lock **out);
+WF_EXTERN int wf_lock_new(wf_lock **out);
 /* 0, WF_EINVAL, WF_EBUSY (someone is waiting). A held lock may be freed. */
-int wf_lock_free(wf_lock *l);
+WF_EXTERN int wf_lock_free(wf_lock *l);
 /* [any] Takes the lock, waiting up to timeout_ms. 0, WF_ETIMEDOUT,
  * WF_ECANCELED, WF_ENOMEM (no memory for the timeout), WF_EINVAL. */
-int wf_lock_acquire(wf_lock *l, uint64_t timeout_ms);
+WF_EXTERN int wf_lock_acquire(wf_lock *l, uint64_t timeout_ms);
 /* [any] Takes the lock if it is free and nobody waits for it: 0, WF_EBUSY,
  * WF_EINVAL. */
-int wf_lock_try_acquire(wf_lock *l);
+WF_EXTERN int wf_lock_try_acquire(wf_lock *l);
 /* [any] Releases the lock (to the first waiter, if any). 0, WF_EOVERFLOW
  * (the lock was not held), WF_EINVAL. */
-int wf_lock_release(wf_lock *l);
+WF_EXTERN int wf_lock_release(wf_lock *l);
 /* true if the lock is held (false for NULL). */
-bool wf_lock_locked(const wf_lock *l);
+WF_EXTERN bool wf_lock_locked(const wf_lock *l);
 
 /* ------------------------------------------------------------------------
  * Event (asyncio.Event): a flag that tasks can wait for.
  * ---------------------------------------------------------------------- */
 /* A new event, not set. 0, WF_EINVAL (out NULL), WF_ENOMEM. */
-int wf_event_new(wf_event **out);
+WF_EXTERN int wf_event_new(wf_event **out);
 /* 0, WF_EINVAL, WF_EBUSY (someone is waiting). */
-int wf_event_free(wf_event *e);
+WF_EXTERN int wf_event_free(wf_event *e);
 /* [any] Sets the flag and wakes every waiter. 0, WF_EINVAL. */
-int wf_event_set(wf_event *e);
+WF_EXTERN int wf_event_set(wf_event *e);
 /* [any] Clears the flag. 0, WF_EINVAL. */
-int wf_event_clear(wf_event *e);
+WF_EXTERN int wf_event_clear(wf_event *e);
 /* [any] Waits until the flag is set (at once if it is). 0, WF_ETIMEDOUT,
  * WF_ECANCELED, WF_ENOMEM, WF_EINVAL. A waiter is woken by a set even if
  * the flag is cleared again before it runs. */
-int wf_event_wait(wf_event *e, uint64_t timeout_ms);
+WF_EXTERN int wf_event_wait(wf_event *e, uint64_t timeout_ms);
 /* true if the flag is set (false for NULL). */
-bool wf_event_is_set(const wf_event *e);
+WF_EXTERN bool wf_event_is_set(const wf_event *e);
 
 /* ------------------------------------------------------------------------
  * Condition (asyncio.Condition), bound to a wf_lock.
@@ -102,29 +102,29 @@ bool wf_event_is_set(const wf_event *e);
 /* A condition on lock, or on a lock of its own if lock is NULL (freed with
  * the condition; see wf_cond_lock). A lock passed in stays the caller's and
  * must outlive the condition. 0, WF_EINVAL (out NULL), WF_ENOMEM. */
-int wf_cond_new(wf_lock *lock, wf_cond **out);
+WF_EXTERN int wf_cond_new(wf_lock *lock, wf_cond **out);
 /* 0, WF_EINVAL, WF_EBUSY (someone is waiting). */
-int wf_cond_free(wf_cond *c);
+WF_EXTERN int wf_cond_free(wf_cond *c);
 /* The lock of c (NULL for NULL); owned by c if c created it. */
-wf_lock *wf_cond_lock(const wf_cond *c);
+WF_EXTERN wf_lock *wf_cond_lock(const wf_cond *c);
 /* [any] Waits for a notification. 0 (notified), WF_ETIMEDOUT,
  * WF_ECANCELED, WF_ENOMEM, WF_EINVAL (NULL, or the lock is not held: the
  * call then does nothing). A task cancelled while it takes the lock back
  * still takes it, then returns WF_ECANCELED; a notification it had
  * received is passed to another waiter. */
-int wf_cond_wait(wf_cond *c, uint64_t timeout_ms);
+WF_EXTERN int wf_cond_wait(wf_cond *c, uint64_t timeout_ms);
 /* The predicate of wf_cond_wait_for: called with the lock held. */
 typedef bool (*wf_cond_pred)(void *arg);
 /* [any] Waits until pred(arg) is true (checked first, and after every
  * wake-up). timeout_ms bounds the whole call. 0, WF_ETIMEDOUT (pred still
  * false at the deadline), WF_ECANCELED, WF_ENOMEM, WF_EINVAL (NULL c or
  * pred, lock not held). The lock is held on return. */
-int wf_cond_wait_for(wf_cond *c, wf_cond_pred pred, void *arg, uint64_t timeout_ms);
+WF_EXTERN int wf_cond_wait_for(wf_cond *c, wf_cond_pred pred, void *arg, uint64_t timeout_ms);
 /* [any] Wakes up to n waiters (n == 0 wakes none). Returns how many were
  * woken (>= 0), or WF_EINVAL (NULL, lock not held). */
-int wf_cond_notify(wf_cond *c, unsigned n);
+WF_EXTERN int wf_cond_notify(wf_cond *c, unsigned n);
 /* [any] Wakes every waiter; returns how many, or WF_EINVAL. */
-int wf_cond_notify_all(wf_cond *c);
+WF_EXTERN int wf_cond_notify_all(wf_cond *c);
 
 /* ------------------------------------------------------------------------
  * Semaphore and BoundedSemaphore (asyncio.Semaphore, BoundedSemaphore): a
@@ -135,23 +135,23 @@ int wf_cond_notify_all(wf_cond *c);
 
 /* A semaphore with value permits (0..WF_SEM_VALUE_MAX). 0, WF_EINVAL (out
  * NULL, value too big), WF_ENOMEM. */
-int wf_sem_new(unsigned value, wf_sem **out);
+WF_EXTERN int wf_sem_new(unsigned value, wf_sem **out);
 /* A bounded semaphore: releasing more than value permits fails. */
-int wf_sem_new_bounded(unsigned value, wf_sem **out);
+WF_EXTERN int wf_sem_new_bounded(unsigned value, wf_sem **out);
 /* 0, WF_EINVAL, WF_EBUSY (someone is waiting). */
-int wf_sem_free(wf_sem *s);
+WF_EXTERN int wf_sem_free(wf_sem *s);
 /* [any] Takes a permit. 0, WF_ETIMEDOUT, WF_ECANCELED, WF_ENOMEM,
  * WF_EINVAL. */
-int wf_sem_acquire(wf_sem *s, uint64_t timeout_ms);
+WF_EXTERN int wf_sem_acquire(wf_sem *s, uint64_t timeout_ms);
 /* [any] Takes a permit if one is free and nobody waits: 0, WF_EAGAIN,
  * WF_EINVAL. */
-int wf_sem_try_acquire(wf_sem *s);
+WF_EXTERN int wf_sem_try_acquire(wf_sem *s);
 /* [any] Gives a permit back. 0, WF_EOVERFLOW (a bounded semaphore
  * released more than acquired, or the count would pass WF_SEM_VALUE_MAX;
  * nothing changes), WF_EINVAL. */
-int wf_sem_release(wf_sem *s);
+WF_EXTERN int wf_sem_release(wf_sem *s);
 /* Free permits now (0 for NULL). */
-unsigned wf_sem_value(const wf_sem *s);
+WF_EXTERN unsigned wf_sem_value(const wf_sem *s);
 
 /* ------------------------------------------------------------------------
  * Barrier (asyncio.Barrier, with threading.Barrier's timeouts): parties
@@ -165,23 +165,23 @@ unsigned wf_sem_value(const wf_sem *s);
  * gone. While broken, every wait returns WF_EBROKEN until the next reset.
  * ---------------------------------------------------------------------- */
 /* 0, WF_EINVAL (out NULL, parties 0 or above INT_MAX), WF_ENOMEM. */
-int wf_barrier_new(unsigned parties, wf_barrier **out);
+WF_EXTERN int wf_barrier_new(unsigned parties, wf_barrier **out);
 /* 0, WF_EINVAL, WF_EBUSY (someone is waiting). */
-int wf_barrier_free(wf_barrier *b);
+WF_EXTERN int wf_barrier_free(wf_barrier *b);
 /* [any] The arrival index (>= 0), or WF_EBROKEN, WF_ETIMEDOUT,
  * WF_ECANCELED, WF_ENOMEM, WF_EINVAL. */
-int wf_barrier_wait(wf_barrier *b, uint64_t timeout_ms);
+WF_EXTERN int wf_barrier_wait(wf_barrier *b, uint64_t timeout_ms);
 /* [any] Breaks the barrier: waiters get WF_EBROKEN. 0, WF_EINVAL. */
-int wf_barrier_abort(wf_barrier *b);
+WF_EXTERN int wf_barrier_abort(wf_barrier *b);
 /* [any] Waiters get WF_EBROKEN; the barrier is then empty and whole. 0,
  * WF_EINVAL. */
-int wf_barrier_reset(wf_barrier *b);
+WF_EXTERN int wf_barrier_reset(wf_barrier *b);
 /* The number of parties (0 for NULL). */
-unsigned wf_barrier_parties(const wf_barrier *b);
+WF_EXTERN unsigned wf_barrier_parties(const wf_barrier *b);
 /* How many are waiting in the current generation (0 for NULL). */
-unsigned wf_barrier_n_waiting(const wf_barrier *b);
+WF_EXTERN unsigned wf_barrier_n_waiting(const wf_barrier *b);
 /* true if broken (false for NULL). */
-bool wf_barrier_broken(const wf_barrier *b);
+WF_EXTERN bool wf_barrier_broken(const wf_barrier *b);
 
 /* ------------------------------------------------------------------------
  * Read-write lock: any number of readers, or one writer. Waiters are served
@@ -190,20 +190,20 @@ bool wf_barrier_broken(const wf_barrier *b);
  * of the queue enter together.
  * ---------------------------------------------------------------------- */
 /* 0, WF_EINVAL (out NULL), WF_ENOMEM. */
-int wf_rwlock_new(wf_rwlock **out);
+WF_EXTERN int wf_rwlock_new(wf_rwlock **out);
 /* 0, WF_EINVAL, WF_EBUSY (someone is waiting). */
-int wf_rwlock_free(wf_rwlock *rw);
+WF_EXTERN int wf_rwlock_free(wf_rwlock *rw);
 /* [any] Takes it shared / exclusive. 0, WF_ETIMEDOUT, WF_ECANCELED,
  * WF_ENOMEM, WF_EINVAL. */
-int wf_rwlock_rdlock(wf_rwlock *rw, uint64_t timeout_ms);
-int wf_rwlock_wrlock(wf_rwlock *rw, uint64_t timeout_ms);
+WF_EXTERN int wf_rwlock_rdlock(wf_rwlock *rw, uint64_t timeout_ms);
+WF_EXTERN int wf_rwlock_wrlock(wf_rwlock *rw, uint64_t timeout_ms);
 /* [any] Without waiting: 0, WF_EBUSY, WF_EINVAL. */
-int wf_rwlock_try_rdlock(wf_rwlock *rw);
-int wf_rwlock_try_wrlock(wf_rwlock *rw);
+WF_EXTERN int wf_rwlock_try_rdlock(wf_rwlock *rw);
+WF_EXTERN int wf_rwlock_try_wrlock(wf_rwlock *rw);
 /* [any] Releases a shared / the exclusive hold. 0, WF_EOVERFLOW (not held
  * that way), WF_EINVAL. */
-int wf_rwlock_rdunlock(wf_rwlock *rw);
-int wf_rwlock_wrunlock(wf_rwlock *rw);
+WF_EXTERN int wf_rwlock_rdunlock(wf_rwlock *rw);
+WF_EXTERN int wf_rwlock_wrunlock(wf_rwlock *rw);
 
 /* ------------------------------------------------------------------------
  * Queues (asyncio.Queue, LifoQueue, PriorityQueue) of void * items (NULL
@@ -239,50 +239,54 @@ typedef struct wf_queue_opts {
 	/* Optional: receives each item dropped by an immediate shutdown or
 	 * by wf_queue_free (same restrictions as cmp). */
 	void (*drop)(void *item);
+	uint64_t reserved[6]; /* zero: room for later fields (weft.h, ABI) */
 } wf_queue_opts;
+
+/* The defaults (every field zero: an unbounded FIFO). */
+#define WF_QUEUE_OPTS_INIT WF__ZERO_INIT
 
 /* A new queue; opts NULL: an unbounded FIFO. 0, WF_EINVAL (out NULL, bad
  * kind, priority without cmp), WF_ENOMEM. */
-int wf_queue_new(const wf_queue_opts *opts, wf_queue **out);
+WF_EXTERN int wf_queue_new(const wf_queue_opts *opts, wf_queue **out);
 /* Frees q, dropping what is left (through opts->drop if given). 0,
  * WF_EINVAL, WF_EBUSY (someone is waiting: a get, put or join). */
-int wf_queue_free(wf_queue *q);
+WF_EXTERN int wf_queue_free(wf_queue *q);
 
 /* [any] Puts item, waiting while a bounded queue is full. 0 (the queue
  * owns the item now), WF_ESHUTDOWN, WF_ETIMEDOUT, WF_ECANCELED, WF_ENOMEM,
  * WF_EINVAL; on error the item stays the caller's. */
-int wf_queue_put(wf_queue *q, void *item, uint64_t timeout_ms);
+WF_EXTERN int wf_queue_put(wf_queue *q, void *item, uint64_t timeout_ms);
 /* [any] Takes the next item into *item, waiting while the queue is empty.
  * 0, WF_ESHUTDOWN (shut down and empty), WF_ETIMEDOUT, WF_ECANCELED,
  * WF_ENOMEM, WF_EINVAL (NULL q or item). */
-int wf_queue_get(wf_queue *q, void **item, uint64_t timeout_ms);
+WF_EXTERN int wf_queue_get(wf_queue *q, void **item, uint64_t timeout_ms);
 /* [any] Without waiting. 0, WF_EFULL, WF_ESHUTDOWN, WF_ENOMEM (no memory
  * to grow an unbounded queue), WF_EINVAL. */
-int wf_queue_put_nowait(wf_queue *q, void *item);
+WF_EXTERN int wf_queue_put_nowait(wf_queue *q, void *item);
 /* [any] Without waiting. 0, WF_EEMPTY, WF_ESHUTDOWN (shut down and
  * empty), WF_EINVAL. */
-int wf_queue_get_nowait(wf_queue *q, void **item);
+WF_EXTERN int wf_queue_get_nowait(wf_queue *q, void **item);
 
 /* Items in the queue now (0 for NULL). */
-size_t wf_queue_qsize(const wf_queue *q);
+WF_EXTERN size_t wf_queue_qsize(const wf_queue *q);
 /* The queue's bound (0: unbounded, or NULL). */
-size_t wf_queue_maxsize(const wf_queue *q);
+WF_EXTERN size_t wf_queue_maxsize(const wf_queue *q);
 /* qsize == 0 (true for NULL). */
-bool wf_queue_empty(const wf_queue *q);
+WF_EXTERN bool wf_queue_empty(const wf_queue *q);
 /* A bounded queue holding maxsize items (false for NULL). */
-bool wf_queue_full(const wf_queue *q);
+WF_EXTERN bool wf_queue_full(const wf_queue *q);
 
 /* [any] Marks one item taken earlier as processed. 0, WF_EOVERFLOW (more
  * calls than items put), WF_EINVAL. */
-int wf_queue_task_done(wf_queue *q);
+WF_EXTERN int wf_queue_task_done(wf_queue *q);
 /* [any] Waits until every item put has been marked done (at once if none
  * is outstanding). 0, WF_ETIMEDOUT, WF_ECANCELED, WF_ENOMEM, WF_EINVAL. */
-int wf_queue_join(wf_queue *q, uint64_t timeout_ms);
+WF_EXTERN int wf_queue_join(wf_queue *q, uint64_t timeout_ms);
 /* [any] Shuts the queue down (see above); a second call may make an
  * earlier one immediate. 0, WF_EINVAL. */
-int wf_queue_shutdown(wf_queue *q, bool immediate);
+WF_EXTERN int wf_queue_shutdown(wf_queue *q, bool immediate);
 /* true once shut down (false for NULL). */
-bool wf_queue_is_shutdown(const wf_queue *q);
+WF_EXTERN bool wf_queue_is_shutdown(const wf_queue *q);
 
 #ifdef __cplusplus
 }
