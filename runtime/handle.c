@@ -182,7 +182,11 @@ void wf__hobj_free(wf__htype *ty, void *obj)
 {
 	if (obj == NULL)
 		return;
-	bool keep = wf__hdr_bump(obj);
+	wf__hobj_recycle(ty, obj, wf__hdr_bump(obj));
+}
+
+void wf__hobj_recycle(wf__htype *ty, void *obj, bool keep)
+{
 	wf__spin_lock(&ty->lock);
 	ty->live--;
 	if (keep) {

@@ -144,6 +144,10 @@ void *wf__hobj_alloc(wf__htype *ty);
 /* Gives obj back: every handle of it is stale from now on. The slot is
  * reused for the next object of the kind, or retired if its gen wrapped. */
 void wf__hobj_free(wf__htype *ty, void *obj);
+/* The second half of wf__hobj_free, for an owner that made obj stale
+ * itself with wf__hdr_bump (under its own lock, say) and must let go of
+ * that lock before the slot can be reused: keep is what the bump said. */
+void wf__hobj_recycle(wf__htype *ty, void *obj, bool keep);
 
 /* ---- whole slabs (for owners with their own free lists: tasks) ---------- */
 

@@ -19,11 +19,8 @@
  *     reports its own WF_ETIMEDOUT / WF_ECANCELED.
  */
 #include <limits.h>
-#include <stdlib.h>
 
-#include "internal.h"
-
-#define BARRIER_MAGIC 0x77666272u /* "wfbr" */
+#include "sync/sync_internal.h"
 
 enum { /* codes a waiter is fired with */
 	PASSED = 0,
@@ -31,44 +28,37 @@ enum { /* codes a waiter is fired with */
 };
 
 struct wf_barrier {
-	uint32_t magic;
+	wf__sync s;
 	unsigned parties;
 	unsigned count; /* arrivals in this generation; atomic reads outside sl */
 	bool broken;    /* atomic reads outside sl */
-	wf__spinlock sl;
-	wf__waitq q;
 };
 
-static bool barrier_ok(const wf_barrier *b)
+static wf__htype barrier_type = WF__HTYPE_INIT(WF__K_BARRIER, struct wf_barrier);
+
+static wf_barrier *barrier_get(const wf_barrier *h)
 {
-	return b != NULL && __atomic_load_n(&b->magic, __ATOMIC_RELAXED) == BARRIER_MAGIC;
+	return wf__sync_get(h, WF__K_BARRIER);
 }
 
 int wf_barrier_new(unsigned parties, wf_barrier **out)
 {
 	if (out == NULL || parties == 0 || parties > INT_MAX)
 		return WF_EINVAL;
-	wf_barrier *b = calloc(1, sizeof(*b));
+	wf_barrier *b = wf__sync_alloc(&barrier_type);
 	if (b == NULL)
 		return WF_ENOMEM;
 	b->parties = parties;
-	b->magic = BARRIER_MAGIC;
-	*out = b;
+	*out = wf__sync_handle(b);
 	return 0;
 }
 
-int wf_barrier_free(wf_barrier *b)
+int wf_barrier_free(wf_barrier *h)
 {
-	if (!barrier_ok(b))
+	wf_barrier *b = barrier_get(h);
+	if (b == NULL)
 		return WF_EINVAL;
-	wf__spin_lock(&b->sl);
-	bool busy = b->q.len != 0;
-	wf__spin_unlock(&b->sl);
-	if (busy)
-		return WF_EBUSY;
-	__atomic_store_n(&b->magic, 0, __ATOMIC_RELAXED);
-	free(b);
-	return 0;
+	return wf__sync_free(&barrier_type, &b->s, NULL, NULL);
 }
 
 /* Under sl. */
@@ -81,89 +71,85 @@ static void set_count(wf_barrier *b, unsigned n)
 static void break_locked(wf_barrier *b)
 {
 	__atomic_store_n(&b->broken, true, __ATOMIC_RELAXED);
-	wf__waitq_fire_all(&b->q, BROKEN, NULL);
+	wf__waitq_fire_all(&b->s.q, BROKEN, NULL);
 	set_count(b, 0);
 }
 
-int wf_barrier_wait(wf_barrier *b, uint64_t timeout_ms)
+int wf_barrier_wait(wf_barrier *h, uint64_t timeout_ms)
 {
-	if (!barrier_ok(b))
+	wf_barrier *b = barrier_get(h);
+	if (b == NULL)
 		return WF_EINVAL;
 	uint64_t deadline = wf__deadline_after_ms(timeout_ms);
-	wf__thread_waiter tw;
-	wf__waiter *w;
-	wf__spin_lock(&b->sl);
+	wf__spin_lock(&b->s.sl);
 	if (b->broken) {
-		wf__spin_unlock(&b->sl);
+		wf__spin_unlock(&b->s.sl);
 		return WF_EBROKEN;
 	}
 	unsigned index = b->count;
 	if (index + 1 == b->parties) {
 		/* The last party: release the generation, start the next. */
-		wf__waitq_fire_all(&b->q, PASSED, NULL);
+		wf__waitq_fire_all(&b->s.q, PASSED, NULL);
 		set_count(b, 0);
-		wf__spin_unlock(&b->sl);
+		wf__spin_unlock(&b->s.sl);
 		return (int)index;
 	}
-	int rc = timeout_ms == 0 ? WF_ETIMEDOUT : wf__wait_prepare(&w, &tw);
-	if (rc != 0) {
-		/* Giving up before waiting breaks the barrier all the same: the
-		 * party was expected and will not come. */
-		break_locked(b);
-		wf__spin_unlock(&b->sl);
-		return rc;
-	}
 	set_count(b, index + 1);
-	wf__waitq_push(&b->q, w);
-	wf__spin_unlock(&b->sl);
-
-	rc = wf__wait(w, deadline);
+	wf__waiting wg = {.lock = &b->s.sl, .q = &b->s.q, .what = "barrier", .obj = b,
+			  .deadline = deadline, .no_wait = timeout_ms == 0, .keep_lock = true};
+	int rc = wf__wait_on(&wg);
 	if (rc == PASSED)
 		return (int)index;
 	if (rc == BROKEN)
 		return WF_EBROKEN;
-	wf__spin_lock(&b->sl);
-	if (wf__waiter_linked(w)) {
-		wf__waitq_remove(&b->q, w);
+	if (wg.gave_up) {
+		/* Still expected (or never waited): the generation cannot
+		 * complete without this party, so it breaks rather than leave
+		 * the others waiting for a party that has gone. */
 		break_locked(b);
+		wf__spin_unlock(&b->s.sl);
 	}
-	wf__spin_unlock(&b->sl);
 	return rc;
 }
 
-int wf_barrier_abort(wf_barrier *b)
+int wf_barrier_abort(wf_barrier *h)
 {
-	if (!barrier_ok(b))
+	wf_barrier *b = barrier_get(h);
+	if (b == NULL)
 		return WF_EINVAL;
-	wf__spin_lock(&b->sl);
+	wf__spin_lock(&b->s.sl);
 	break_locked(b);
-	wf__spin_unlock(&b->sl);
+	wf__spin_unlock(&b->s.sl);
 	return 0;
 }
 
-int wf_barrier_reset(wf_barrier *b)
+int wf_barrier_reset(wf_barrier *h)
 {
-	if (!barrier_ok(b))
+	wf_barrier *b = barrier_get(h);
+	if (b == NULL)
 		return WF_EINVAL;
-	wf__spin_lock(&b->sl);
-	wf__waitq_fire_all(&b->q, BROKEN, NULL);
+	wf__spin_lock(&b->s.sl);
+	wf__waitq_fire_all(&b->s.q, BROKEN, NULL);
 	set_count(b, 0);
 	__atomic_store_n(&b->broken, false, __ATOMIC_RELAXED);
-	wf__spin_unlock(&b->sl);
+	wf__spin_unlock(&b->s.sl);
 	return 0;
 }
 
-unsigned wf_barrier_parties(const wf_barrier *b)
+unsigned wf_barrier_parties(const wf_barrier *h)
 {
-	return barrier_ok(b) ? b->parties : 0;
+	const wf_barrier *b = barrier_get(h);
+	return b != NULL ? b->parties : 0;
 }
 
-unsigned wf_barrier_n_waiting(const wf_barrier *b)
+unsigned wf_barrier_n_waiting(const wf_barrier *h)
 {
-	return barrier_ok(b) ? __atomic_load_n(&b->count, __ATOMIC_RELAXED) : 0;
+	const wf_barrier *b = barrier_get(h);
+	return b != NULL ? __atomic_load_n(&b->count, __ATOMIC_RELAXED) : 0;
 }
 
-bool wf_barrier_broken(const wf_barrier *b)
+bool wf_barrier_broken(const wf_barrier *h)
 {
-	return barrier_ok(b) && __atomic_load_n(&b->broken, __ATOMIC_RELAXED);
+	const wf_barrier *b = barrier_get(h);
+	return b != NULL && __atomic_load_n(&b->broken, __ATOMIC_RELAXED);
 }

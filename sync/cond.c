@@ -15,74 +15,68 @@
  * already received, the notification is passed to another waiter, as
  * asyncio does.
  */
-#include <stdlib.h>
-
-#include "internal.h"
-
-#define COND_MAGIC 0x77666376u /* "wfcv" */
+#include "sync/sync_internal.h"
 
 struct wf_cond {
-	uint32_t magic;
+	wf__sync s;
 	bool owns_lock;
-	wf_lock *lock;
-	wf__spinlock sl;
-	wf__waitq q;
+	wf_lock *lock; /* the lock's handle */
 };
 
-static bool cond_ok(const wf_cond *c)
+static wf__htype cond_type = WF__HTYPE_INIT(WF__K_COND, struct wf_cond);
+
+static wf_cond *cond_get(const wf_cond *h)
 {
-	return c != NULL && __atomic_load_n(&c->magic, __ATOMIC_RELAXED) == COND_MAGIC;
+	return wf__sync_get(h, WF__K_COND);
 }
 
 int wf_cond_new(wf_lock *lock, wf_cond **out)
 {
 	if (out == NULL)
 		return WF_EINVAL;
-	wf_cond *c = calloc(1, sizeof(*c));
+	if (lock != NULL && !wf__lock_ok(lock))
+		return WF_EINVAL; /* a freed lock's handle */
+	wf_cond *c = wf__sync_alloc(&cond_type);
 	if (c == NULL)
 		return WF_ENOMEM;
 	if (lock == NULL) {
 		int rc = wf_lock_new(&lock);
 		if (rc != 0) {
-			free(c);
+			wf__hobj_free(&cond_type, c);
 			return rc;
 		}
 		c->owns_lock = true;
 	}
 	c->lock = lock;
-	c->magic = COND_MAGIC;
-	*out = c;
+	*out = wf__sync_handle(c);
 	return 0;
 }
 
-int wf_cond_free(wf_cond *c)
+int wf_cond_free(wf_cond *h)
 {
-	if (!cond_ok(c))
+	wf_cond *c = cond_get(h);
+	if (c == NULL)
 		return WF_EINVAL;
-	wf__spin_lock(&c->sl);
-	bool busy = c->q.len != 0;
-	wf__spin_unlock(&c->sl);
-	if (busy)
-		return WF_EBUSY;
-	if (c->owns_lock && wf_lock_free(c->lock) != 0)
-		return WF_EBUSY;
-	__atomic_store_n(&c->magic, 0, __ATOMIC_RELAXED);
-	free(c);
-	return 0;
+	wf_lock *lock = c->owns_lock ? c->lock : NULL;
+	int rc = wf__sync_free(&cond_type, &c->s, NULL, NULL);
+	if (rc == 0 && lock != NULL)
+		wf_lock_free(lock); /* only the condition had it */
+	return rc;
 }
 
-wf_lock *wf_cond_lock(const wf_cond *c)
+wf_lock *wf_cond_lock(const wf_cond *h)
 {
-	return cond_ok(c) ? c->lock : NULL;
+	const wf_cond *c = cond_get(h);
+	return c != NULL ? c->lock : NULL;
 }
 
 static int notify_locked(wf_cond *c, size_t n)
 {
 	size_t woken = 0;
-	wf__spin_lock(&c->sl);
-	while (woken < n && wf__waitq_fire_one(&c->q, 0, NULL))
+	wf__spin_lock(&c->s.sl);
+	while (woken < n && wf__waitq_fire_one(&c->s.q, 0, NULL))
 		woken++;
-	wf__spin_unlock(&c->sl);
+	wf__spin_unlock(&c->s.sl);
 	return woken > INT32_MAX ? INT32_MAX : (int)woken;
 }
 
@@ -102,44 +96,43 @@ static int relock(wf_cond *c)
 	}
 }
 
+static void release_user_lock(void *lock)
+{
+	wf_lock_release(lock);
+}
+
 static int cond_wait_until(wf_cond *c, uint64_t deadline, bool no_wait)
 {
 	if (no_wait)
 		return WF_ETIMEDOUT;
-	wf__thread_waiter tw;
-	wf__waiter *w;
-	wf__spin_lock(&c->sl);
-	int rc = wf__wait_prepare(&w, &tw);
-	if (rc != 0) {
-		wf__spin_unlock(&c->sl);
-		return rc; /* cancelled before waiting: the lock is still held */
-	}
-	wf__waitq_push(&c->q, w);
-	wf__spin_unlock(&c->sl);
-	wf_lock_release(c->lock);
-
-	rc = wf__wait(w, deadline);
-	if (rc != 0) {
-		wf__spin_lock(&c->sl);
-		wf__waitq_remove(&c->q, w);
-		wf__spin_unlock(&c->sl);
-	}
+	/* Queued before the user lock is released (in `linked`), so a notify,
+	 * which needs that lock, always finds the waiter. A cancellation
+	 * pending at the start returns at once with the lock still held. */
+	wf__spin_lock(&c->s.sl);
+	wf__waiting wg = {.lock = &c->s.sl, .q = &c->s.q, .what = "condition", .obj = c,
+			  .deadline = deadline, .linked = release_user_lock,
+			  .linked_arg = c->lock};
+	int rc = wf__wait_on(&wg);
+	if (!wg.waited)
+		return rc;
 	int relocked = relock(c);
 	if (relocked == WF_ECANCELED && rc == 0)
 		notify_locked(c, 1);
 	return relocked != 0 ? relocked : rc;
 }
 
-int wf_cond_wait(wf_cond *c, uint64_t timeout_ms)
+int wf_cond_wait(wf_cond *h, uint64_t timeout_ms)
 {
-	if (!cond_ok(c) || !wf_lock_locked(c->lock))
+	wf_cond *c = cond_get(h);
+	if (c == NULL || !wf_lock_locked(c->lock))
 		return WF_EINVAL;
 	return cond_wait_until(c, wf__deadline_after_ms(timeout_ms), timeout_ms == 0);
 }
 
-int wf_cond_wait_for(wf_cond *c, wf_cond_pred pred, void *arg, uint64_t timeout_ms)
+int wf_cond_wait_for(wf_cond *h, wf_cond_pred pred, void *arg, uint64_t timeout_ms)
 {
-	if (!cond_ok(c) || pred == NULL || !wf_lock_locked(c->lock))
+	wf_cond *c = cond_get(h);
+	if (c == NULL || pred == NULL || !wf_lock_locked(c->lock))
 		return WF_EINVAL;
 	uint64_t deadline = wf__deadline_after_ms(timeout_ms);
 	while (!pred(arg)) {
@@ -154,16 +147,18 @@ int wf_cond_wait_for(wf_cond *c, wf_cond_pred pred, void *arg, uint64_t timeout_
 	return 0;
 }
 
-int wf_cond_notify(wf_cond *c, unsigned n)
+int wf_cond_notify(wf_cond *h, unsigned n)
 {
-	if (!cond_ok(c) || !wf_lock_locked(c->lock))
+	wf_cond *c = cond_get(h);
+	if (c == NULL || !wf_lock_locked(c->lock))
 		return WF_EINVAL;
 	return notify_locked(c, n);
 }
 
-int wf_cond_notify_all(wf_cond *c)
+int wf_cond_notify_all(wf_cond *h)
 {
-	if (!cond_ok(c) || !wf_lock_locked(c->lock))
+	wf_cond *c = cond_get(h);
+	if (c == NULL || !wf_lock_locked(c->lock))
 		return WF_EINVAL;
 	return notify_locked(c, SIZE_MAX);
 }

@@ -8,102 +8,86 @@
  * written with release and read with acquire, so a task that sees it set
  * also sees what the setter wrote before setting it.
  */
-#include <stdlib.h>
-
-#include "internal.h"
-
-#define EVENT_MAGIC 0x77666576u /* "wfev" */
+#include "sync/sync_internal.h"
 
 struct wf_event {
+	wf__sync s;
 	int flag; /* atomic */
-	uint32_t magic;
-	wf__spinlock sl;
-	wf__waitq q;
 };
 
-static bool event_ok(const wf_event *e)
+static wf__htype event_type = WF__HTYPE_INIT(WF__K_EVENT, struct wf_event);
+
+static wf_event *event_get(const wf_event *h)
 {
-	return e != NULL && __atomic_load_n(&e->magic, __ATOMIC_RELAXED) == EVENT_MAGIC;
+	return wf__sync_get(h, WF__K_EVENT);
 }
 
 int wf_event_new(wf_event **out)
 {
 	if (out == NULL)
 		return WF_EINVAL;
-	wf_event *e = calloc(1, sizeof(*e));
+	wf_event *e = wf__sync_alloc(&event_type);
 	if (e == NULL)
 		return WF_ENOMEM;
-	e->magic = EVENT_MAGIC;
-	*out = e;
+	*out = wf__sync_handle(e);
 	return 0;
 }
 
-int wf_event_free(wf_event *e)
+int wf_event_free(wf_event *h)
 {
-	if (!event_ok(e))
+	wf_event *e = event_get(h);
+	if (e == NULL)
 		return WF_EINVAL;
-	wf__spin_lock(&e->sl);
-	bool busy = e->q.len != 0;
-	wf__spin_unlock(&e->sl);
-	if (busy)
-		return WF_EBUSY;
-	__atomic_store_n(&e->magic, 0, __ATOMIC_RELAXED);
-	free(e);
-	return 0;
+	return wf__sync_free(&event_type, &e->s, NULL, NULL);
 }
 
-int wf_event_set(wf_event *e)
+int wf_event_set(wf_event *h)
 {
-	if (!event_ok(e))
+	wf_event *e = event_get(h);
+	if (e == NULL)
 		return WF_EINVAL;
-	wf__spin_lock(&e->sl);
+	wf__spin_lock(&e->s.sl);
+	/* Release: pairs with the acquire loads of wait's fast path and
+	 * is_set (what the setter wrote before is seen with the flag). */
 	__atomic_store_n(&e->flag, 1, __ATOMIC_RELEASE);
-	wf__waitq_fire_all(&e->q, 0, NULL);
-	wf__spin_unlock(&e->sl);
+	wf__waitq_fire_all(&e->s.q, 0, NULL);
+	wf__spin_unlock(&e->s.sl);
 	return 0;
 }
 
-int wf_event_clear(wf_event *e)
+int wf_event_clear(wf_event *h)
 {
-	if (!event_ok(e))
+	wf_event *e = event_get(h);
+	if (e == NULL)
 		return WF_EINVAL;
-	wf__spin_lock(&e->sl);
+	wf__spin_lock(&e->s.sl);
 	__atomic_store_n(&e->flag, 0, __ATOMIC_RELAXED);
-	wf__spin_unlock(&e->sl);
+	wf__spin_unlock(&e->s.sl);
 	return 0;
 }
 
-int wf_event_wait(wf_event *e, uint64_t timeout_ms)
+int wf_event_wait(wf_event *h, uint64_t timeout_ms)
 {
-	if (!event_ok(e))
+	wf_event *e = event_get(h);
+	if (e == NULL)
 		return WF_EINVAL;
+	/* Acquire: pairs with the set's release store. */
 	if (__atomic_load_n(&e->flag, __ATOMIC_ACQUIRE))
 		return 0;
 	uint64_t deadline = wf__deadline_after_ms(timeout_ms);
-	wf__thread_waiter tw;
-	wf__waiter *w;
-	wf__spin_lock(&e->sl);
+	wf__spin_lock(&e->s.sl);
+	/* Under the lock the set's store is ordered by the lock itself. */
 	if (__atomic_load_n(&e->flag, __ATOMIC_RELAXED)) {
-		wf__spin_unlock(&e->sl);
+		wf__spin_unlock(&e->s.sl);
 		return 0;
 	}
-	int rc = timeout_ms == 0 ? WF_ETIMEDOUT : wf__wait_prepare(&w, &tw);
-	if (rc != 0) {
-		wf__spin_unlock(&e->sl);
-		return rc;
-	}
-	wf__waitq_push(&e->q, w);
-	wf__spin_unlock(&e->sl);
-	rc = wf__wait(w, deadline);
-	if (rc != 0) {
-		wf__spin_lock(&e->sl);
-		wf__waitq_remove(&e->q, w);
-		wf__spin_unlock(&e->sl);
-	}
-	return rc;
+	wf__waiting wg = {.lock = &e->s.sl, .q = &e->s.q, .what = "event", .obj = e,
+			  .deadline = deadline, .no_wait = timeout_ms == 0};
+	return wf__wait_on(&wg);
 }
 
-bool wf_event_is_set(const wf_event *e)
+bool wf_event_is_set(const wf_event *h)
 {
-	return event_ok(e) && __atomic_load_n(&e->flag, __ATOMIC_ACQUIRE);
+	wf_event *e = event_get(h);
+	return e != NULL && __atomic_load_n(&e->flag, __ATOMIC_ACQUIRE);
 }

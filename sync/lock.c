@@ -40,9 +40,7 @@
  * requeues; if it is cancelled on the way it leaves without the lock, which
  * is still held by somebody whose release will wake the next waiter.
  */
-#include <stdlib.h>
-
-#include "internal.h"
+#include "sync/sync_internal.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #define cpu_relax() __builtin_ia32_pause()
@@ -51,8 +49,6 @@
 #else
 #define cpu_relax() ((void)0)
 #endif
-
-#define LOCK_MAGIC 0x77666c6bu /* "wflk" */
 
 enum {
 	HELD = 1u,
@@ -71,47 +67,50 @@ enum { /* codes a release fires a waiter with */
 #define SPINS 64
 
 struct wf_lock {
+	wf__sync s;
 	uint32_t state; /* atomic: HELD | WAITERS | WOKEN */
-	uint32_t magic;
-	wf__spinlock sl;
-	wf__waitq q;
 };
+
+static wf__htype lock_type = WF__HTYPE_INIT(WF__K_LOCK, struct wf_lock);
 
 /* A queued acquirer's record, on its stack; w->data points to it. */
 struct lock_wait {
 	uint64_t since; /* when it first queued: its age for FAIR_NS */
 };
 
-static bool lock_ok(const wf_lock *l)
+static wf_lock *lock_get(const wf_lock *h)
 {
-	return l != NULL && __atomic_load_n(&l->magic, __ATOMIC_RELAXED) == LOCK_MAGIC;
+	return wf__sync_get(h, WF__K_LOCK);
+}
+
+bool wf__lock_ok(const wf_lock *h)
+{
+	return lock_get(h) != NULL;
 }
 
 int wf_lock_new(wf_lock **out)
 {
 	if (out == NULL)
 		return WF_EINVAL;
-	wf_lock *l = calloc(1, sizeof(*l));
+	wf_lock *l = wf__sync_alloc(&lock_type);
 	if (l == NULL)
 		return WF_ENOMEM;
-	l->magic = LOCK_MAGIC;
-	*out = l;
+	*out = wf__sync_handle(l);
 	return 0;
 }
 
-int wf_lock_free(wf_lock *l)
+/* A woken waiter is no longer queued but still inside acquire. */
+static bool lock_busy(wf__sync *s)
 {
-	if (!lock_ok(l))
+	return __atomic_load_n(&((wf_lock *)s)->state, __ATOMIC_RELAXED) & WOKEN;
+}
+
+int wf_lock_free(wf_lock *h)
+{
+	wf_lock *l = lock_get(h);
+	if (l == NULL)
 		return WF_EINVAL;
-	wf__spin_lock(&l->sl);
-	/* A woken waiter is no longer queued but still inside acquire. */
-	bool busy = l->q.len != 0 || (__atomic_load_n(&l->state, __ATOMIC_RELAXED) & WOKEN);
-	wf__spin_unlock(&l->sl);
-	if (busy)
-		return WF_EBUSY;
-	__atomic_store_n(&l->magic, 0, __ATOMIC_RELAXED);
-	free(l);
-	return 0;
+	return wf__sync_free(&lock_type, &l->s, lock_busy, NULL);
 }
 
 /* Takes the lock if HELD is clear, whatever the other bits say. */
@@ -123,22 +122,6 @@ static bool take_if_free(wf_lock *l)
 						__ATOMIC_RELAXED))
 			return true;
 	return false;
-}
-
-/* wf__waitq only pushes at the tail; a requeued waiter goes back to the
- * head, linked the way wf__waitq_push links (prev/next, linked, len). */
-static void waitq_push_front(wf__waitq *q, wf__waiter *w)
-{
-	if (q->head == NULL) {
-		wf__waitq_push(q, w);
-		return;
-	}
-	w->prev = NULL;
-	w->next = q->head;
-	q->head->prev = w;
-	q->head = w;
-	w->linked = true;
-	q->len++;
 }
 
 /* Under sl: takes the lock, or commits to waiting by setting WAITERS while
@@ -161,7 +144,7 @@ static bool take_or_mark(wf_lock *l)
 /* Under sl, after the queue lost a waiter. */
 static void sync_waiters_bit(wf_lock *l)
 {
-	if (l->q.len == 0)
+	if (l->s.q.len == 0)
 		__atomic_and_fetch(&l->state, ~(uint32_t)WAITERS, __ATOMIC_RELAXED);
 }
 
@@ -184,52 +167,40 @@ static int lock_slow(wf_lock *l, uint64_t timeout_ms)
 	uint64_t deadline = wf__deadline_after_ms(timeout_ms);
 	struct lock_wait rec = {0};
 	bool front = false; /* requeue after a lost retry: keep the place */
-	wf__thread_waiter tw;
-	wf__waiter *w;
 	for (;;) {
 		if (!front)
 			rec.since = wf__now_ns();
-		wf__spin_lock(&l->sl);
+		wf__spin_lock(&l->s.sl);
 		if (front)
 			__atomic_and_fetch(&l->state, ~(uint32_t)WOKEN, __ATOMIC_RELAXED);
 		if (take_or_mark(l)) {
-			wf__spin_unlock(&l->sl);
+			wf__spin_unlock(&l->s.sl);
 			return 0;
 		}
-		int rc = timeout_ms == 0 ? WF_ETIMEDOUT : wf__wait_prepare(&w, &tw);
-		if (rc != 0) {
-			/* Not queued; a retrying waiter leaves the lock held by
-			 * somebody whose release wakes the next one. */
-			sync_waiters_bit(l);
-			wf__spin_unlock(&l->sl);
-			return rc;
-		}
-		w->data = &rec;
-		if (front)
-			waitq_push_front(&l->q, w);
-		else
-			wf__waitq_push(&l->q, w);
-		wf__spin_unlock(&l->sl);
-
-		rc = wf__wait(w, deadline);
+		wf__waiting wg = {.lock = &l->s.sl, .q = &l->s.q, .what = "lock", .obj = l,
+				  .data = &rec, .deadline = deadline, .no_wait = timeout_ms == 0,
+				  .front = front, .keep_lock = true};
+		int rc = wf__wait_on(&wg);
 		if (rc == GRANTED)
 			return 0;
 		if (rc == RETRY) {
 			front = true;
 			continue;
 		}
-		/* A deadline or a cancellation won: leave the queue. */
-		wf__spin_lock(&l->sl);
-		wf__waitq_remove(&l->q, w);
-		sync_waiters_bit(l);
-		wf__spin_unlock(&l->sl);
+		/* Not queued any more, or never: a retrying waiter leaves the
+		 * lock held by somebody whose release wakes the next one. */
+		if (wg.gave_up) {
+			sync_waiters_bit(l);
+			wf__spin_unlock(&l->s.sl);
+		}
 		return rc;
 	}
 }
 
-int wf_lock_acquire(wf_lock *l, uint64_t timeout_ms)
+int wf_lock_acquire(wf_lock *h, uint64_t timeout_ms)
 {
-	if (!lock_ok(l))
+	wf_lock *l = lock_get(h);
+	if (l == NULL)
 		return WF_EINVAL;
 	uint32_t s = 0;
 	if (__atomic_compare_exchange_n(&l->state, &s, HELD, false, __ATOMIC_ACQUIRE,
@@ -238,9 +209,10 @@ int wf_lock_acquire(wf_lock *l, uint64_t timeout_ms)
 	return lock_slow(l, timeout_ms);
 }
 
-int wf_lock_try_acquire(wf_lock *l)
+int wf_lock_try_acquire(wf_lock *h)
 {
-	if (!lock_ok(l))
+	wf_lock *l = lock_get(h);
+	if (l == NULL)
 		return WF_EINVAL;
 	uint32_t s = 0;
 	if (__atomic_compare_exchange_n(&l->state, &s, HELD, false, __ATOMIC_ACQUIRE,
@@ -254,7 +226,7 @@ int wf_lock_try_acquire(wf_lock *l)
 static bool hand_off(wf_lock *l)
 {
 	wf__waiter *w;
-	while ((w = wf__waitq_pop(&l->q)) != NULL)
+	while ((w = wf__waitq_pop(&l->s.q)) != NULL)
 		if (wf__waiter_fire(w, GRANTED, NULL))
 			return true;
 	return false;
@@ -262,32 +234,33 @@ static bool hand_off(wf_lock *l)
 
 static int unlock_slow(wf_lock *l)
 {
-	wf__spin_lock(&l->sl);
+	wf__spin_lock(&l->s.sl);
 	uint32_t s = __atomic_load_n(&l->state, __ATOMIC_RELAXED);
 	if (!(s & HELD)) {
-		wf__spin_unlock(&l->sl);
+		wf__spin_unlock(&l->s.sl);
 		return WF_EOVERFLOW;
 	}
-	if (l->q.len != 0) {
-		const struct lock_wait *head = l->q.head->data;
+	if (l->s.q.len != 0) {
+		const struct lock_wait *head = l->s.q.head->data;
 		if (wf__now_ns() - head->since >= FAIR_NS && hand_off(l)) {
 			sync_waiters_bit(l);
-			wf__spin_unlock(&l->sl);
+			wf__spin_unlock(&l->s.sl);
 			return 0;
 		}
 	}
 	/* Pairs with the acquire CAS of the next owner. */
 	s = __atomic_and_fetch(&l->state, ~(uint32_t)HELD, __ATOMIC_RELEASE);
-	if (!(s & WOKEN) && l->q.len != 0 && wf__waitq_fire_one(&l->q, RETRY, NULL))
+	if (!(s & WOKEN) && l->s.q.len != 0 && wf__waitq_fire_one(&l->s.q, RETRY, NULL))
 		__atomic_or_fetch(&l->state, WOKEN, __ATOMIC_RELAXED);
 	sync_waiters_bit(l);
-	wf__spin_unlock(&l->sl);
+	wf__spin_unlock(&l->s.sl);
 	return 0;
 }
 
-int wf_lock_release(wf_lock *l)
+int wf_lock_release(wf_lock *h)
 {
-	if (!lock_ok(l))
+	wf_lock *l = lock_get(h);
+	if (l == NULL)
 		return WF_EINVAL;
 	uint32_t s = __atomic_load_n(&l->state, __ATOMIC_RELAXED);
 	for (;;) {
@@ -305,7 +278,8 @@ int wf_lock_release(wf_lock *l)
 	}
 }
 
-bool wf_lock_locked(const wf_lock *l)
+bool wf_lock_locked(const wf_lock *h)
 {
-	return lock_ok(l) && (__atomic_load_n(&l->state, __ATOMIC_RELAXED) & HELD);
+	const wf_lock *l = lock_get(h);
+	return l != NULL && (__atomic_load_n(&l->state, __ATOMIC_RELAXED) & HELD);
 }

@@ -29,9 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "sync/sync_internal.h"
 
-#define QUEUE_MAGIC 0x77667175u /* "wfqu" */
 #define FIRST_CAP_BOUNDED 1024u
 #define FIRST_CAP_UNBOUNDED 16u
 
@@ -41,13 +40,12 @@ struct pent { /* a priority queue's entry: ties go in arrival order */
 };
 
 struct wf_queue {
-	uint32_t magic;
+	wf__sync s; /* s.q: the getters */
 	wf_queue_kind kind;
 	size_t maxsize;
 	wf_queue_cmp cmp;
 	void *cmp_arg;
 	void (*drop)(void *item);
-	wf__spinlock sl;
 	size_t len; /* atomic reads outside sl */
 	size_t cap;
 	size_t head;   /* FIFO ring start */
@@ -56,12 +54,14 @@ struct wf_queue {
 	uint64_t seq;
 	size_t unfinished;
 	bool shutdown; /* atomic reads outside sl */
-	wf__waitq getters, putters, joiners;
+	wf__waitq putters, joiners;
 };
 
-static bool queue_ok(const wf_queue *q)
+static wf__htype queue_type = WF__HTYPE_INIT(WF__K_QUEUE, struct wf_queue);
+
+static wf_queue *queue_get(const wf_queue *h)
 {
-	return q != NULL && __atomic_load_n(&q->magic, __ATOMIC_RELAXED) == QUEUE_MAGIC;
+	return wf__sync_get(h, WF__K_QUEUE);
 }
 
 /* ---- storage (under sl) ----------------------------------------------- */
@@ -227,7 +227,7 @@ int wf_queue_new(const wf_queue_opts *opts, wf_queue **out)
 		return WF_EINVAL;
 	if (opts->kind == WF_QUEUE_PRIORITY && opts->cmp == NULL)
 		return WF_EINVAL;
-	wf_queue *q = calloc(1, sizeof(*q));
+	wf_queue *q = wf__sync_alloc(&queue_type);
 	if (q == NULL)
 		return WF_ENOMEM;
 	q->kind = opts->kind;
@@ -236,11 +236,10 @@ int wf_queue_new(const wf_queue_opts *opts, wf_queue **out)
 	q->cmp_arg = opts->cmp_arg;
 	q->drop = opts->drop;
 	if (store_alloc(q, first_cap(q->maxsize)) != 0) {
-		free(q);
+		wf__hobj_free(&queue_type, q);
 		return WF_ENOMEM;
 	}
-	q->magic = QUEUE_MAGIC;
-	*out = q;
+	*out = wf__sync_handle(q);
 	return 0;
 }
 
@@ -257,22 +256,26 @@ static size_t drop_all(wf_queue *q)
 	return n;
 }
 
-int wf_queue_free(wf_queue *q)
+static bool queue_busy(wf__sync *s)
 {
-	if (!queue_ok(q))
-		return WF_EINVAL;
-	wf__spin_lock(&q->sl);
-	bool busy = q->getters.len != 0 || q->putters.len != 0 || q->joiners.len != 0;
-	if (!busy)
-		drop_all(q);
-	wf__spin_unlock(&q->sl);
-	if (busy)
-		return WF_EBUSY;
-	__atomic_store_n(&q->magic, 0, __ATOMIC_RELAXED);
+	wf_queue *q = (wf_queue *)s;
+	return q->putters.len != 0 || q->joiners.len != 0;
+}
+
+static void queue_destroy(wf__sync *s)
+{
+	wf_queue *q = (wf_queue *)s;
+	drop_all(q);
 	free(q->items);
 	free(q->heap);
-	free(q);
-	return 0;
+}
+
+int wf_queue_free(wf_queue *h)
+{
+	wf_queue *q = queue_get(h);
+	if (q == NULL)
+		return WF_EINVAL;
+	return wf__sync_free(&queue_type, &q->s, queue_busy, queue_destroy);
 }
 
 /* ---- put -------------------------------------------------------------- */
@@ -283,7 +286,7 @@ static int put_locked(wf_queue *q, void *item)
 {
 	if (q->shutdown)
 		return WF_ESHUTDOWN;
-	if (q->getters.len != 0 && wf__waitq_fire_one(&q->getters, 0, item)) {
+	if (q->s.q.len != 0 && wf__waitq_fire_one(&q->s.q, 0, item)) {
 		q->unfinished++;
 		return 0;
 	}
@@ -295,45 +298,34 @@ static int put_locked(wf_queue *q, void *item)
 	return rc;
 }
 
-int wf_queue_put_nowait(wf_queue *q, void *item)
+int wf_queue_put_nowait(wf_queue *h, void *item)
 {
-	if (!queue_ok(q))
+	wf_queue *q = queue_get(h);
+	if (q == NULL)
 		return WF_EINVAL;
-	wf__spin_lock(&q->sl);
+	wf__spin_lock(&q->s.sl);
 	int rc = put_locked(q, item);
-	wf__spin_unlock(&q->sl);
+	wf__spin_unlock(&q->s.sl);
 	return rc;
 }
 
-int wf_queue_put(wf_queue *q, void *item, uint64_t timeout_ms)
+int wf_queue_put(wf_queue *h, void *item, uint64_t timeout_ms)
 {
-	if (!queue_ok(q))
+	wf_queue *q = queue_get(h);
+	if (q == NULL)
 		return WF_EINVAL;
-	wf__spin_lock(&q->sl);
+	wf__spin_lock(&q->s.sl);
 	int rc = put_locked(q, item);
 	if (rc != WF_EFULL) {
-		wf__spin_unlock(&q->sl);
+		wf__spin_unlock(&q->s.sl);
 		return rc;
 	}
-	uint64_t deadline = wf__deadline_after_ms(timeout_ms);
-	wf__thread_waiter tw;
-	wf__waiter *w;
-	rc = timeout_ms == 0 ? WF_ETIMEDOUT : wf__wait_prepare(&w, &tw);
-	if (rc != 0) {
-		wf__spin_unlock(&q->sl);
-		return rc;
-	}
-	w->data = item;
-	wf__waitq_push(&q->putters, w);
-	wf__spin_unlock(&q->sl);
-
-	rc = wf__wait(w, deadline);
-	if (rc == 0 || rc == WF_ESHUTDOWN)
-		return rc;
-	wf__spin_lock(&q->sl);
-	wf__waitq_remove(&q->putters, w);
-	wf__spin_unlock(&q->sl);
-	return rc;
+	/* The item waits with the putter (w->data); a get moves it in only if
+	 * this waiter's fire succeeds (code 0), a shutdown fires WF_ESHUTDOWN. */
+	wf__waiting wg = {.lock = &q->s.sl, .q = &q->putters, .what = "queue put", .obj = q,
+			  .data = item, .deadline = wf__deadline_after_ms(timeout_ms),
+			  .no_wait = timeout_ms == 0};
+	return wf__wait_on(&wg);
 }
 
 /* ---- get -------------------------------------------------------------- */
@@ -364,60 +356,49 @@ static int get_locked(wf_queue *q, void **item)
 	return q->shutdown ? WF_ESHUTDOWN : WF_EEMPTY;
 }
 
-int wf_queue_get_nowait(wf_queue *q, void **item)
+int wf_queue_get_nowait(wf_queue *h, void **item)
 {
-	if (!queue_ok(q) || item == NULL)
+	wf_queue *q = queue_get(h);
+	if (q == NULL || item == NULL)
 		return WF_EINVAL;
-	wf__spin_lock(&q->sl);
+	wf__spin_lock(&q->s.sl);
 	int rc = get_locked(q, item);
-	wf__spin_unlock(&q->sl);
+	wf__spin_unlock(&q->s.sl);
 	return rc;
 }
 
-int wf_queue_get(wf_queue *q, void **item, uint64_t timeout_ms)
+int wf_queue_get(wf_queue *h, void **item, uint64_t timeout_ms)
 {
-	if (!queue_ok(q) || item == NULL)
+	wf_queue *q = queue_get(h);
+	if (q == NULL || item == NULL)
 		return WF_EINVAL;
-	wf__spin_lock(&q->sl);
+	wf__spin_lock(&q->s.sl);
 	int rc = get_locked(q, item);
 	if (rc != WF_EEMPTY) {
-		wf__spin_unlock(&q->sl);
+		wf__spin_unlock(&q->s.sl);
 		return rc;
 	}
-	uint64_t deadline = wf__deadline_after_ms(timeout_ms);
-	wf__thread_waiter tw;
-	wf__waiter *w;
-	rc = timeout_ms == 0 ? WF_ETIMEDOUT : wf__wait_prepare(&w, &tw);
-	if (rc != 0) {
-		wf__spin_unlock(&q->sl);
-		return rc;
-	}
-	wf__waitq_push(&q->getters, w);
-	wf__spin_unlock(&q->sl);
-
-	rc = wf__wait(w, deadline);
-	if (rc == 0) {
-		*item = w->value;
-		return 0;
-	}
-	if (rc == WF_ESHUTDOWN)
-		return rc;
-	wf__spin_lock(&q->sl);
-	wf__waitq_remove(&q->getters, w);
-	wf__spin_unlock(&q->sl);
+	/* A put hands its item over as the fire's value (code 0). */
+	wf__waiting wg = {.lock = &q->s.sl, .q = &q->s.q, .what = "queue get", .obj = q,
+			  .deadline = wf__deadline_after_ms(timeout_ms), .no_wait = timeout_ms == 0};
+	rc = wf__wait_on(&wg);
+	if (rc == 0)
+		*item = wg.value;
 	return rc;
 }
 
 /* ---- sizes ------------------------------------------------------------ */
 
-size_t wf_queue_qsize(const wf_queue *q)
+size_t wf_queue_qsize(const wf_queue *h)
 {
-	return queue_ok(q) ? __atomic_load_n(&q->len, __ATOMIC_RELAXED) : 0;
+	const wf_queue *q = queue_get(h);
+	return q != NULL ? __atomic_load_n(&q->len, __ATOMIC_RELAXED) : 0;
 }
 
-size_t wf_queue_maxsize(const wf_queue *q)
+size_t wf_queue_maxsize(const wf_queue *h)
 {
-	return queue_ok(q) ? q->maxsize : 0;
+	const wf_queue *q = queue_get(h);
+	return q != NULL ? q->maxsize : 0;
 }
 
 bool wf_queue_empty(const wf_queue *q)
@@ -425,60 +406,51 @@ bool wf_queue_empty(const wf_queue *q)
 	return wf_queue_qsize(q) == 0;
 }
 
-bool wf_queue_full(const wf_queue *q)
+bool wf_queue_full(const wf_queue *h)
 {
-	return queue_ok(q) && q->maxsize != 0 && wf_queue_qsize(q) >= q->maxsize;
+	const wf_queue *q = queue_get(h);
+	return q != NULL && q->maxsize != 0 &&
+	       __atomic_load_n(&q->len, __ATOMIC_RELAXED) >= q->maxsize;
 }
 
 /* ---- task_done, join, shutdown ---------------------------------------- */
 
-int wf_queue_task_done(wf_queue *q)
+int wf_queue_task_done(wf_queue *h)
 {
-	if (!queue_ok(q))
+	wf_queue *q = queue_get(h);
+	if (q == NULL)
 		return WF_EINVAL;
-	wf__spin_lock(&q->sl);
+	wf__spin_lock(&q->s.sl);
 	int rc = 0;
 	if (q->unfinished == 0)
 		rc = WF_EOVERFLOW;
 	else if (--q->unfinished == 0)
 		wf__waitq_fire_all(&q->joiners, 0, NULL);
-	wf__spin_unlock(&q->sl);
+	wf__spin_unlock(&q->s.sl);
 	return rc;
 }
 
-int wf_queue_join(wf_queue *q, uint64_t timeout_ms)
+int wf_queue_join(wf_queue *h, uint64_t timeout_ms)
 {
-	if (!queue_ok(q))
+	wf_queue *q = queue_get(h);
+	if (q == NULL)
 		return WF_EINVAL;
-	wf__spin_lock(&q->sl);
+	wf__spin_lock(&q->s.sl);
 	if (q->unfinished == 0) {
-		wf__spin_unlock(&q->sl);
+		wf__spin_unlock(&q->s.sl);
 		return 0;
 	}
-	uint64_t deadline = wf__deadline_after_ms(timeout_ms);
-	wf__thread_waiter tw;
-	wf__waiter *w;
-	int rc = timeout_ms == 0 ? WF_ETIMEDOUT : wf__wait_prepare(&w, &tw);
-	if (rc != 0) {
-		wf__spin_unlock(&q->sl);
-		return rc;
-	}
-	wf__waitq_push(&q->joiners, w);
-	wf__spin_unlock(&q->sl);
-	rc = wf__wait(w, deadline);
-	if (rc != 0) {
-		wf__spin_lock(&q->sl);
-		wf__waitq_remove(&q->joiners, w);
-		wf__spin_unlock(&q->sl);
-	}
-	return rc;
+	wf__waiting wg = {.lock = &q->s.sl, .q = &q->joiners, .what = "queue join", .obj = q,
+			  .deadline = wf__deadline_after_ms(timeout_ms), .no_wait = timeout_ms == 0};
+	return wf__wait_on(&wg);
 }
 
-int wf_queue_shutdown(wf_queue *q, bool immediate)
+int wf_queue_shutdown(wf_queue *h, bool immediate)
 {
-	if (!queue_ok(q))
+	wf_queue *q = queue_get(h);
+	if (q == NULL)
 		return WF_EINVAL;
-	wf__spin_lock(&q->sl);
+	wf__spin_lock(&q->s.sl);
 	__atomic_store_n(&q->shutdown, true, __ATOMIC_RELAXED);
 	if (immediate && q->len != 0) {
 		size_t n = drop_all(q);
@@ -488,12 +460,13 @@ int wf_queue_shutdown(wf_queue *q, bool immediate)
 	}
 	wf__waitq_fire_all(&q->putters, WF_ESHUTDOWN, NULL);
 	if (q->len == 0)
-		wf__waitq_fire_all(&q->getters, WF_ESHUTDOWN, NULL);
-	wf__spin_unlock(&q->sl);
+		wf__waitq_fire_all(&q->s.q, WF_ESHUTDOWN, NULL);
+	wf__spin_unlock(&q->s.sl);
 	return 0;
 }
 
-bool wf_queue_is_shutdown(const wf_queue *q)
+bool wf_queue_is_shutdown(const wf_queue *h)
 {
-	return queue_ok(q) && __atomic_load_n(&q->shutdown, __ATOMIC_RELAXED);
+	const wf_queue *q = queue_get(h);
+	return q != NULL && __atomic_load_n(&q->shutdown, __ATOMIC_RELAXED);
 }

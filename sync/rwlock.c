@@ -15,71 +15,60 @@
  * one. A waiter that leaves the queue may unblock those behind it (readers
  * behind a writer that gave up), so leaving runs grant() too.
  */
-#include <stdlib.h>
-
-#include "internal.h"
-
-#define RWLOCK_MAGIC 0x77667277u /* "wfrw" */
+#include "sync/sync_internal.h"
 
 struct wf_rwlock {
-	uint32_t magic;
+	wf__sync s;
 	size_t readers;
 	bool writer;
-	wf__spinlock sl;
-	wf__waitq q;
 };
+
+static wf__htype rwlock_type = WF__HTYPE_INIT(WF__K_RWLOCK, struct wf_rwlock);
 
 /* The kinds of waiter, as w->data. */
 static const char reader_tag, writer_tag;
 #define AS_READER ((void *)&reader_tag)
 #define AS_WRITER ((void *)&writer_tag)
 
-static bool rw_ok(const wf_rwlock *rw)
+static wf_rwlock *rw_get(const wf_rwlock *h)
 {
-	return rw != NULL && __atomic_load_n(&rw->magic, __ATOMIC_RELAXED) == RWLOCK_MAGIC;
+	return wf__sync_get(h, WF__K_RWLOCK);
 }
 
 int wf_rwlock_new(wf_rwlock **out)
 {
 	if (out == NULL)
 		return WF_EINVAL;
-	wf_rwlock *rw = calloc(1, sizeof(*rw));
+	wf_rwlock *rw = wf__sync_alloc(&rwlock_type);
 	if (rw == NULL)
 		return WF_ENOMEM;
-	rw->magic = RWLOCK_MAGIC;
-	*out = rw;
+	*out = wf__sync_handle(rw);
 	return 0;
 }
 
-int wf_rwlock_free(wf_rwlock *rw)
+int wf_rwlock_free(wf_rwlock *h)
 {
-	if (!rw_ok(rw))
+	wf_rwlock *rw = rw_get(h);
+	if (rw == NULL)
 		return WF_EINVAL;
-	wf__spin_lock(&rw->sl);
-	bool busy = rw->q.len != 0;
-	wf__spin_unlock(&rw->sl);
-	if (busy)
-		return WF_EBUSY;
-	__atomic_store_n(&rw->magic, 0, __ATOMIC_RELAXED);
-	free(rw);
-	return 0;
+	return wf__sync_free(&rwlock_type, &rw->s, NULL, NULL);
 }
 
 /* Under sl: admits waiters from the head while the lock allows. */
 static void grant(wf_rwlock *rw)
 {
 	wf__waiter *w;
-	while ((w = rw->q.head) != NULL) {
+	while ((w = rw->s.q.head) != NULL) {
 		if (rw->writer)
 			return;
 		if (w->data == AS_WRITER) {
 			if (rw->readers != 0)
 				return;
-			wf__waitq_pop(&rw->q);
+			wf__waitq_pop(&rw->s.q);
 			if (wf__waiter_fire(w, 0, NULL))
 				rw->writer = true;
 		} else {
-			wf__waitq_pop(&rw->q);
+			wf__waitq_pop(&rw->s.q);
 			if (wf__waiter_fire(w, 0, NULL))
 				rw->readers++;
 		}
@@ -88,7 +77,7 @@ static void grant(wf_rwlock *rw)
 
 static bool may_enter(const wf_rwlock *rw, bool write)
 {
-	if (rw->q.len != 0 || rw->writer)
+	if (rw->s.q.len != 0 || rw->writer)
 		return false;
 	return !write || rw->readers == 0;
 }
@@ -101,48 +90,43 @@ static void enter(wf_rwlock *rw, bool write)
 		rw->readers++;
 }
 
-static int rw_lock(wf_rwlock *rw, bool write, uint64_t timeout_ms)
+static int rw_lock(wf_rwlock *h, bool write, uint64_t timeout_ms)
 {
-	if (!rw_ok(rw))
+	wf_rwlock *rw = rw_get(h);
+	if (rw == NULL)
 		return WF_EINVAL;
-	wf__thread_waiter tw;
-	wf__waiter *w;
-	wf__spin_lock(&rw->sl);
+	wf__spin_lock(&rw->s.sl);
 	if (may_enter(rw, write)) {
 		enter(rw, write);
-		wf__spin_unlock(&rw->sl);
+		wf__spin_unlock(&rw->s.sl);
 		return 0;
 	}
-	uint64_t deadline = wf__deadline_after_ms(timeout_ms);
-	int rc = timeout_ms == 0 ? WF_ETIMEDOUT : wf__wait_prepare(&w, &tw);
-	if (rc != 0) {
-		wf__spin_unlock(&rw->sl);
-		return rc;
-	}
-	w->data = write ? AS_WRITER : AS_READER;
-	wf__waitq_push(&rw->q, w);
-	wf__spin_unlock(&rw->sl);
-	rc = wf__wait(w, deadline);
-	if (rc != 0) {
-		wf__spin_lock(&rw->sl);
-		if (wf__waiter_linked(w)) {
-			wf__waitq_remove(&rw->q, w);
-			grant(rw);
-		}
-		wf__spin_unlock(&rw->sl);
+	/* Entry is given by the fire (code 0), counted by grant(). */
+	wf__waiting wg = {.lock = &rw->s.sl, .q = &rw->s.q,
+			  .what = write ? "rwlock write" : "rwlock read", .obj = rw,
+			  .data = write ? AS_WRITER : AS_READER,
+			  .deadline = wf__deadline_after_ms(timeout_ms),
+			  .no_wait = timeout_ms == 0, .keep_lock = true};
+	int rc = wf__wait_on(&wg);
+	if (wg.gave_up) {
+		/* Leaving may unblock those behind (readers behind a writer
+		 * that gave up). */
+		grant(rw);
+		wf__spin_unlock(&rw->s.sl);
 	}
 	return rc;
 }
 
-static int rw_trylock(wf_rwlock *rw, bool write)
+static int rw_trylock(wf_rwlock *h, bool write)
 {
-	if (!rw_ok(rw))
+	wf_rwlock *rw = rw_get(h);
+	if (rw == NULL)
 		return WF_EINVAL;
-	wf__spin_lock(&rw->sl);
+	wf__spin_lock(&rw->s.sl);
 	bool ok = may_enter(rw, write);
 	if (ok)
 		enter(rw, write);
-	wf__spin_unlock(&rw->sl);
+	wf__spin_unlock(&rw->s.sl);
 	return ok ? 0 : WF_EBUSY;
 }
 
@@ -166,32 +150,34 @@ int wf_rwlock_try_wrlock(wf_rwlock *rw)
 	return rw_trylock(rw, true);
 }
 
-int wf_rwlock_rdunlock(wf_rwlock *rw)
+int wf_rwlock_rdunlock(wf_rwlock *h)
 {
-	if (!rw_ok(rw))
+	wf_rwlock *rw = rw_get(h);
+	if (rw == NULL)
 		return WF_EINVAL;
-	wf__spin_lock(&rw->sl);
+	wf__spin_lock(&rw->s.sl);
 	if (rw->readers == 0) {
-		wf__spin_unlock(&rw->sl);
+		wf__spin_unlock(&rw->s.sl);
 		return WF_EOVERFLOW;
 	}
 	if (--rw->readers == 0)
 		grant(rw);
-	wf__spin_unlock(&rw->sl);
+	wf__spin_unlock(&rw->s.sl);
 	return 0;
 }
 
-int wf_rwlock_wrunlock(wf_rwlock *rw)
+int wf_rwlock_wrunlock(wf_rwlock *h)
 {
-	if (!rw_ok(rw))
+	wf_rwlock *rw = rw_get(h);
+	if (rw == NULL)
 		return WF_EINVAL;
-	wf__spin_lock(&rw->sl);
+	wf__spin_lock(&rw->s.sl);
 	if (!rw->writer) {
-		wf__spin_unlock(&rw->sl);
+		wf__spin_unlock(&rw->s.sl);
 		return WF_EOVERFLOW;
 	}
 	rw->writer = false;
 	grant(rw);
-	wf__spin_unlock(&rw->sl);
+	wf__spin_unlock(&rw->s.sl);
 	return 0;
 }

@@ -18,38 +18,33 @@
  *     the slow path, which hands the permit on or, finding the queue
  *     empty, clears WAITERS and adds the permit in one CAS.
  */
-#include <stdlib.h>
-
-#include "internal.h"
-
-#define SEM_MAGIC 0x77667365u /* "wfse" */
+#include "sync/sync_internal.h"
 
 enum { WAITERS = 1u, ONE = 2u };
 
 struct wf_sem {
-	uint64_t word; /* atomic: permits * ONE | WAITERS */
-	uint32_t magic;
+	wf__sync s;
+	uint64_t word;  /* atomic: permits * ONE | WAITERS */
 	uint32_t bound; /* the most permits there may be free */
-	wf__spinlock sl;
-	wf__waitq q;
 };
 
-static bool sem_ok(const wf_sem *s)
+static wf__htype sem_type = WF__HTYPE_INIT(WF__K_SEM, struct wf_sem);
+
+static wf_sem *sem_get(const wf_sem *h)
 {
-	return s != NULL && __atomic_load_n(&s->magic, __ATOMIC_RELAXED) == SEM_MAGIC;
+	return wf__sync_get(h, WF__K_SEM);
 }
 
 static int sem_create(unsigned value, unsigned bound, wf_sem **out)
 {
 	if (out == NULL || value > WF_SEM_VALUE_MAX)
 		return WF_EINVAL;
-	wf_sem *s = calloc(1, sizeof(*s));
+	wf_sem *s = wf__sync_alloc(&sem_type);
 	if (s == NULL)
 		return WF_ENOMEM;
 	s->word = (uint64_t)value * ONE;
 	s->bound = bound;
-	s->magic = SEM_MAGIC;
-	*out = s;
+	*out = wf__sync_handle(s);
 	return 0;
 }
 
@@ -63,18 +58,12 @@ int wf_sem_new_bounded(unsigned value, wf_sem **out)
 	return sem_create(value, value, out);
 }
 
-int wf_sem_free(wf_sem *s)
+int wf_sem_free(wf_sem *h)
 {
-	if (!sem_ok(s))
+	wf_sem *s = sem_get(h);
+	if (s == NULL)
 		return WF_EINVAL;
-	wf__spin_lock(&s->sl);
-	bool busy = s->q.len != 0;
-	wf__spin_unlock(&s->sl);
-	if (busy)
-		return WF_EBUSY;
-	__atomic_store_n(&s->magic, 0, __ATOMIC_RELAXED);
-	free(s);
-	return 0;
+	return wf__sync_free(&sem_type, &s->s, NULL, NULL);
 }
 
 /* Takes a free permit if nobody waits. */
@@ -109,55 +98,48 @@ static bool take_or_mark(wf_sem *s)
 
 static void sync_waiters_bit(wf_sem *s)
 {
-	if (s->q.len == 0)
+	if (s->s.q.len == 0)
 		__atomic_and_fetch(&s->word, ~(uint64_t)WAITERS, __ATOMIC_RELAXED);
 }
 
-int wf_sem_acquire(wf_sem *s, uint64_t timeout_ms)
+int wf_sem_acquire(wf_sem *h, uint64_t timeout_ms)
 {
-	if (!sem_ok(s))
+	wf_sem *s = sem_get(h);
+	if (s == NULL)
 		return WF_EINVAL;
 	if (take_free(s))
 		return 0;
 	uint64_t deadline = wf__deadline_after_ms(timeout_ms);
-	wf__thread_waiter tw;
-	wf__waiter *w;
-	wf__spin_lock(&s->sl);
+	wf__spin_lock(&s->s.sl);
 	if (take_or_mark(s)) {
-		wf__spin_unlock(&s->sl);
+		wf__spin_unlock(&s->s.sl);
 		return 0;
 	}
-	int rc = timeout_ms == 0 ? WF_ETIMEDOUT : wf__wait_prepare(&w, &tw);
-	if (rc != 0) {
+	/* A permit is handed over by the fire (code 0), the count untouched. */
+	wf__waiting wg = {.lock = &s->s.sl, .q = &s->s.q, .what = "semaphore", .obj = s,
+			  .deadline = deadline, .no_wait = timeout_ms == 0, .keep_lock = true};
+	int rc = wf__wait_on(&wg);
+	if (wg.gave_up) {
 		sync_waiters_bit(s);
-		wf__spin_unlock(&s->sl);
-		return rc;
-	}
-	wf__waitq_push(&s->q, w);
-	wf__spin_unlock(&s->sl);
-	rc = wf__wait(w, deadline);
-	if (rc != 0) {
-		wf__spin_lock(&s->sl);
-		wf__waitq_remove(&s->q, w);
-		sync_waiters_bit(s);
-		wf__spin_unlock(&s->sl);
+		wf__spin_unlock(&s->s.sl);
 	}
 	return rc;
 }
 
-int wf_sem_try_acquire(wf_sem *s)
+int wf_sem_try_acquire(wf_sem *h)
 {
-	if (!sem_ok(s))
+	wf_sem *s = sem_get(h);
+	if (s == NULL)
 		return WF_EINVAL;
 	return take_free(s) ? 0 : WF_EAGAIN;
 }
 
 static int release_slow(wf_sem *s)
 {
-	wf__spin_lock(&s->sl);
-	if (wf__waitq_fire_one(&s->q, 0, NULL)) {
+	wf__spin_lock(&s->s.sl);
+	if (wf__waitq_fire_one(&s->s.q, 0, NULL)) {
 		sync_waiters_bit(s);
-		wf__spin_unlock(&s->sl);
+		wf__spin_unlock(&s->s.sl);
 		return 0;
 	}
 	/* Nobody took it: the queue is empty now. */
@@ -169,17 +151,19 @@ static int release_slow(wf_sem *s)
 			rc = WF_EOVERFLOW;
 			break;
 		}
+		/* Release: pairs with the acquire CAS that takes the permit. */
 		if (__atomic_compare_exchange_n(&s->word, &v, (v + ONE) & ~(uint64_t)WAITERS,
 						false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
 			break;
 	}
-	wf__spin_unlock(&s->sl);
+	wf__spin_unlock(&s->s.sl);
 	return rc;
 }
 
-int wf_sem_release(wf_sem *s)
+int wf_sem_release(wf_sem *h)
 {
-	if (!sem_ok(s))
+	wf_sem *s = sem_get(h);
+	if (s == NULL)
 		return WF_EINVAL;
 	if (s->bound == 0) /* bounded at zero: nothing can be held */
 		return WF_EOVERFLOW;
@@ -195,9 +179,10 @@ int wf_sem_release(wf_sem *s)
 	return release_slow(s);
 }
 
-unsigned wf_sem_value(const wf_sem *s)
+unsigned wf_sem_value(const wf_sem *h)
 {
-	if (!sem_ok(s))
+	const wf_sem *s = sem_get(h);
+	if (s == NULL)
 		return 0;
 	return (unsigned)(__atomic_load_n(&s->word, __ATOMIC_RELAXED) / ONE);
 }

@@ -286,3 +286,156 @@ Test(handle, slabs_get_put)
 	}
 	wf__hslab_put(&type_s, again);
 }
+
+/* ---- every kind, through the public API ----------------------------------
+ * Free an object, make a new one of the same kind (its memory, most
+ * likely), then use the old handle: WF_EINVAL (or the documented nothing),
+ * and the new object is untouched. */
+
+Test(handle, stale_lock)
+{
+	wf_lock *old, *l;
+	cr_assert_eq(wf_lock_new(&old), 0);
+	cr_assert_eq(wf_lock_free(old), 0);
+	cr_assert_eq(wf_lock_new(&l), 0);
+	cr_assert_eq(wf_lock_acquire(old, WF_FOREVER), WF_EINVAL);
+	cr_assert_eq(wf_lock_try_acquire(old), WF_EINVAL);
+	cr_assert(!wf_lock_locked(l), "the stale acquire took the new lock");
+	cr_assert_eq(wf_lock_acquire(l, 0), 0);
+	cr_assert_eq(wf_lock_release(old), WF_EINVAL);
+	cr_assert(!wf_lock_locked(old));
+	cr_assert(wf_lock_locked(l), "the stale release freed the new lock");
+	cr_assert_eq(wf_lock_free(old), WF_EINVAL);
+	cr_assert_eq(wf_lock_release(l), 0);
+	cr_assert_eq(wf_lock_free(l), 0);
+	cr_assert_eq(wf_lock_free(l), WF_EINVAL, "freed twice");
+}
+
+Test(handle, stale_event)
+{
+	wf_event *old, *e;
+	cr_assert_eq(wf_event_new(&old), 0);
+	cr_assert_eq(wf_event_free(old), 0);
+	cr_assert_eq(wf_event_new(&e), 0);
+	cr_assert_eq(wf_event_set(old), WF_EINVAL);
+	cr_assert(!wf_event_is_set(e), "the stale set reached the new event");
+	cr_assert(!wf_event_is_set(old));
+	cr_assert_eq(wf_event_set(e), 0);
+	cr_assert_eq(wf_event_clear(old), WF_EINVAL);
+	cr_assert_eq(wf_event_wait(old, 0), WF_EINVAL);
+	cr_assert(wf_event_is_set(e), "the stale clear reached the new event");
+	cr_assert_eq(wf_event_free(old), WF_EINVAL);
+	cr_assert_eq(wf_event_free(e), 0);
+}
+
+Test(handle, stale_sem)
+{
+	wf_sem *old, *s;
+	cr_assert_eq(wf_sem_new(5, &old), 0);
+	cr_assert_eq(wf_sem_free(old), 0);
+	cr_assert_eq(wf_sem_new_bounded(1, &s), 0);
+	cr_assert_eq(wf_sem_acquire(old, 0), WF_EINVAL);
+	cr_assert_eq(wf_sem_try_acquire(old), WF_EINVAL);
+	cr_assert_eq(wf_sem_value(s), 1, "the stale acquire took a permit");
+	cr_assert_eq(wf_sem_value(old), 0);
+	cr_assert_eq(wf_sem_acquire(s, 0), 0);
+	cr_assert_eq(wf_sem_release(old), WF_EINVAL);
+	cr_assert_eq(wf_sem_value(s), 0, "the stale release gave a permit");
+	cr_assert_eq(wf_sem_free(old), WF_EINVAL);
+	cr_assert_eq(wf_sem_release(s), 0);
+	cr_assert_eq(wf_sem_free(s), 0);
+}
+
+Test(handle, stale_cond)
+{
+	wf_cond *old, *c;
+	wf_lock *l, *freed;
+	cr_assert_eq(wf_cond_new(NULL, &old), 0);
+	wf_lock *old_lock = wf_cond_lock(old);
+	cr_assert_not_null(old_lock);
+	cr_assert_eq(wf_cond_free(old), 0);
+	cr_assert(!wf_lock_locked(old_lock));
+	cr_assert_eq(wf_lock_acquire(old_lock, 0), WF_EINVAL, "its own lock went with it");
+	cr_assert_eq(wf_lock_new(&l), 0);
+	cr_assert_eq(wf_cond_new(l, &c), 0);
+	cr_assert_eq(wf_lock_acquire(l, 0), 0);
+	cr_assert_null(wf_cond_lock(old));
+	cr_assert_eq(wf_cond_notify(old, 1), WF_EINVAL);
+	cr_assert_eq(wf_cond_notify_all(old), WF_EINVAL);
+	cr_assert_eq(wf_cond_wait(old, 0), WF_EINVAL);
+	cr_assert(wf_lock_locked(l), "the stale wait released the new lock");
+	cr_assert_eq(wf_cond_free(old), WF_EINVAL);
+	cr_assert_eq(wf_lock_release(l), 0);
+	cr_assert_eq(wf_cond_free(c), 0);
+	/* A condition is refused a freed lock. */
+	cr_assert_eq(wf_lock_new(&freed), 0);
+	cr_assert_eq(wf_lock_free(freed), 0);
+	cr_assert_eq(wf_cond_new(freed, &c), WF_EINVAL);
+	cr_assert_eq(wf_lock_free(l), 0);
+}
+
+Test(handle, stale_barrier)
+{
+	wf_barrier *old, *b;
+	cr_assert_eq(wf_barrier_new(1, &old), 0);
+	cr_assert_eq(wf_barrier_free(old), 0);
+	cr_assert_eq(wf_barrier_new(3, &b), 0);
+	cr_assert_eq(wf_barrier_wait(old, 0), WF_EINVAL);
+	cr_assert_eq(wf_barrier_abort(old), WF_EINVAL);
+	cr_assert_eq(wf_barrier_reset(old), WF_EINVAL);
+	cr_assert(!wf_barrier_broken(b), "the stale wait or abort broke the new barrier");
+	cr_assert_eq(wf_barrier_n_waiting(b), 0);
+	cr_assert_eq(wf_barrier_parties(old), 0);
+	cr_assert_eq(wf_barrier_parties(b), 3);
+	cr_assert(!wf_barrier_broken(old));
+	cr_assert_eq(wf_barrier_free(old), WF_EINVAL);
+	cr_assert_eq(wf_barrier_free(b), 0);
+}
+
+Test(handle, stale_rwlock)
+{
+	wf_rwlock *old, *rw;
+	cr_assert_eq(wf_rwlock_new(&old), 0);
+	cr_assert_eq(wf_rwlock_free(old), 0);
+	cr_assert_eq(wf_rwlock_new(&rw), 0);
+	cr_assert_eq(wf_rwlock_wrlock(old, 0), WF_EINVAL);
+	cr_assert_eq(wf_rwlock_rdlock(old, 0), WF_EINVAL);
+	cr_assert_eq(wf_rwlock_try_wrlock(old), WF_EINVAL);
+	cr_assert_eq(wf_rwlock_try_rdlock(old), WF_EINVAL);
+	cr_assert_eq(wf_rwlock_try_wrlock(rw), 0, "a stale lock call took the new rwlock");
+	cr_assert_eq(wf_rwlock_wrunlock(old), WF_EINVAL);
+	cr_assert_eq(wf_rwlock_rdunlock(old), WF_EINVAL);
+	cr_assert_eq(wf_rwlock_try_rdlock(rw), WF_EBUSY, "the stale unlock freed the new rwlock");
+	cr_assert_eq(wf_rwlock_free(old), WF_EINVAL);
+	cr_assert_eq(wf_rwlock_wrunlock(rw), 0);
+	cr_assert_eq(wf_rwlock_free(rw), 0);
+}
+
+Test(handle, stale_queue)
+{
+	wf_queue *old, *q;
+	void *item = NULL;
+	cr_assert_eq(wf_queue_new(NULL, &old), 0);
+	cr_assert_eq(wf_queue_put_nowait(old, (void *)1), 0);
+	cr_assert_eq(wf_queue_free(old), 0);
+	cr_assert_eq(wf_queue_new(NULL, &q), 0);
+	cr_assert_eq(wf_queue_put_nowait(old, (void *)2), WF_EINVAL);
+	cr_assert_eq(wf_queue_put(old, (void *)2, 0), WF_EINVAL);
+	cr_assert_eq(wf_queue_qsize(q), 0, "the stale put reached the new queue");
+	cr_assert_eq(wf_queue_put_nowait(q, (void *)3), 0);
+	cr_assert_eq(wf_queue_get_nowait(old, &item), WF_EINVAL);
+	cr_assert_eq(wf_queue_get(old, &item, 0), WF_EINVAL);
+	cr_assert_eq(wf_queue_task_done(old), WF_EINVAL);
+	cr_assert_eq(wf_queue_join(old, 0), WF_EINVAL);
+	cr_assert_eq(wf_queue_shutdown(old, true), WF_EINVAL);
+	cr_assert_eq(wf_queue_qsize(q), 1, "the stale get took the new queue's item");
+	cr_assert(!wf_queue_is_shutdown(q));
+	cr_assert_eq(wf_queue_qsize(old), 0);
+	cr_assert(wf_queue_empty(old));
+	cr_assert(!wf_queue_full(old));
+	cr_assert_eq(wf_queue_maxsize(old), 0);
+	cr_assert_eq(wf_queue_free(old), WF_EINVAL);
+	cr_assert_eq(wf_queue_get_nowait(q, &item), 0);
+	cr_assert_eq(item, (void *)3);
+	cr_assert_eq(wf_queue_free(q), 0);
+}

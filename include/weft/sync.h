@@ -24,8 +24,11 @@
  *  - Waiters are served first come, first served.
  *  - Non-suspending calls (release, set, notify, put_nowait, ...) work from
  *    tasks and plain threads alike and never block for long.
- *  - A NULL or freed object gives WF_EINVAL (a freed one is caught while its
- *    memory is not reused).
+ *  - A NULL or freed object gives WF_EINVAL, every time: handles carry a
+ *    generation, so a freed object's handle never reaches a new object that
+ *    took its memory. Calls that return a value, not a code, give their
+ *    "nothing" instead (false, 0, NULL: "for NULL" below means NULL or a
+ *    freed handle).
  */
 #ifndef WEFT_SYNC_H
 #define WEFT_SYNC_H
@@ -69,7 +72,7 @@ WF_EXTERN int wf_lock_try_acquire(wf_lock *l);
 /* [any] Releases the lock (to the first waiter, if any). 0, WF_EOVERFLOW
  * (the lock was not held), WF_EINVAL. */
 WF_EXTERN int wf_lock_release(wf_lock *l);
-/* true if the lock is held (false for NULL). */
+/* true if the lock is held (false for NULL or freed). */
 WF_EXTERN bool wf_lock_locked(const wf_lock *l);
 
 /* ------------------------------------------------------------------------
@@ -87,7 +90,7 @@ WF_EXTERN int wf_event_clear(wf_event *e);
  * WF_ECANCELED, WF_ENOMEM, WF_EINVAL. A waiter is woken by a set even if
  * the flag is cleared again before it runs. */
 WF_EXTERN int wf_event_wait(wf_event *e, uint64_t timeout_ms);
-/* true if the flag is set (false for NULL). */
+/* true if the flag is set (false for NULL or freed). */
 WF_EXTERN bool wf_event_is_set(const wf_event *e);
 
 /* ------------------------------------------------------------------------
@@ -101,11 +104,12 @@ WF_EXTERN bool wf_event_is_set(const wf_event *e);
  * ---------------------------------------------------------------------- */
 /* A condition on lock, or on a lock of its own if lock is NULL (freed with
  * the condition; see wf_cond_lock). A lock passed in stays the caller's and
- * must outlive the condition. 0, WF_EINVAL (out NULL), WF_ENOMEM. */
+ * must outlive the condition. 0, WF_EINVAL (out NULL, lock freed),
+ * WF_ENOMEM. */
 WF_EXTERN int wf_cond_new(wf_lock *lock, wf_cond **out);
 /* 0, WF_EINVAL, WF_EBUSY (someone is waiting). */
 WF_EXTERN int wf_cond_free(wf_cond *c);
-/* The lock of c (NULL for NULL); owned by c if c created it. */
+/* The lock of c (NULL for NULL or freed); owned by c if c created it. */
 WF_EXTERN wf_lock *wf_cond_lock(const wf_cond *c);
 /* [any] Waits for a notification. 0 (notified), WF_ETIMEDOUT,
  * WF_ECANCELED, WF_ENOMEM, WF_EINVAL (NULL, or the lock is not held: the
@@ -150,7 +154,7 @@ WF_EXTERN int wf_sem_try_acquire(wf_sem *s);
  * released more than acquired, or the count would pass WF_SEM_VALUE_MAX;
  * nothing changes), WF_EINVAL. */
 WF_EXTERN int wf_sem_release(wf_sem *s);
-/* Free permits now (0 for NULL). */
+/* Free permits now (0 for NULL or freed). */
 WF_EXTERN unsigned wf_sem_value(const wf_sem *s);
 
 /* ------------------------------------------------------------------------
@@ -176,11 +180,11 @@ WF_EXTERN int wf_barrier_abort(wf_barrier *b);
 /* [any] Waiters get WF_EBROKEN; the barrier is then empty and whole. 0,
  * WF_EINVAL. */
 WF_EXTERN int wf_barrier_reset(wf_barrier *b);
-/* The number of parties (0 for NULL). */
+/* The number of parties (0 for NULL or freed). */
 WF_EXTERN unsigned wf_barrier_parties(const wf_barrier *b);
-/* How many are waiting in the current generation (0 for NULL). */
+/* How many are waiting in the current generation (0 for NULL or freed). */
 WF_EXTERN unsigned wf_barrier_n_waiting(const wf_barrier *b);
-/* true if broken (false for NULL). */
+/* true if broken (false for NULL or freed). */
 WF_EXTERN bool wf_barrier_broken(const wf_barrier *b);
 
 /* ------------------------------------------------------------------------
@@ -267,13 +271,13 @@ WF_EXTERN int wf_queue_put_nowait(wf_queue *q, void *item);
  * empty), WF_EINVAL. */
 WF_EXTERN int wf_queue_get_nowait(wf_queue *q, void **item);
 
-/* Items in the queue now (0 for NULL). */
+/* Items in the queue now (0 for NULL or freed). */
 WF_EXTERN size_t wf_queue_qsize(const wf_queue *q);
-/* The queue's bound (0: unbounded, or NULL). */
+/* The queue's bound (0: unbounded, or NULL or freed). */
 WF_EXTERN size_t wf_queue_maxsize(const wf_queue *q);
-/* qsize == 0 (true for NULL). */
+/* qsize == 0 (true for NULL or freed). */
 WF_EXTERN bool wf_queue_empty(const wf_queue *q);
-/* A bounded queue holding maxsize items (false for NULL). */
+/* A bounded queue holding maxsize items (false for NULL or freed). */
 WF_EXTERN bool wf_queue_full(const wf_queue *q);
 
 /* [any] Marks one item taken earlier as processed. 0, WF_EOVERFLOW (more
@@ -285,7 +289,7 @@ WF_EXTERN int wf_queue_join(wf_queue *q, uint64_t timeout_ms);
 /* [any] Shuts the queue down (see above); a second call may make an
  * earlier one immediate. 0, WF_EINVAL. */
 WF_EXTERN int wf_queue_shutdown(wf_queue *q, bool immediate);
-/* true once shut down (false for NULL). */
+/* true once shut down (false for NULL or freed). */
 WF_EXTERN bool wf_queue_is_shutdown(const wf_queue *q);
 
 #ifdef __cplusplus
