@@ -43,14 +43,16 @@ bool wf__deque_grow(wf__deque *d)
 	wf__dq_array *n = array_new(size);
 	if (n == NULL)
 		return false;
-	int64_t t = DQ_LOAD(&d->top);
-	int64_t b = DQ_LOAD_RELAXED(&d->bottom);
+	/* Acquire: slots below top may still be read by the thieves that
+	 * took them, but are not copied. */
+	int64_t t = __atomic_load_n(&d->top, __ATOMIC_ACQUIRE);
+	int64_t b = __atomic_load_n(&d->bottom, __ATOMIC_RELAXED);
 	for (int64_t i = t; i < b; i++)
-		n->items[i & n->mask] = a->items[i & a->mask];
+		n->items[i & n->mask] = __atomic_load_n(&a->items[i & a->mask], __ATOMIC_RELAXED);
 	/* A thief may still read the old array after loading it: keep it. */
 	n->older = a;
 	/* Release: the copied items before the array pointer; a thief that
 	 * loads the new pointer sees them. */
-	DQ_STORE_PTR_RELEASE(&d->array, n);
+	__atomic_store_n(&d->array, n, __ATOMIC_RELEASE);
 	return true;
 }

@@ -1,7 +1,7 @@
 /*
  * Chase-Lev work-stealing deque, following Lê, Pop, Cohen and Zappa
  * Nardelli, "Correct and efficient work-stealing for weak memory models"
- * (PPoPP 2013), figure 1, written on Concurrency Kit's ck_pr.
+ * (PPoPP 2013), figure 1, in C11 atomics (GCC's __atomic builtins).
  *
  * The owner pushes and takes at the bottom (LIFO: the task it spawned last
  * is the hottest in its cache); thieves steal at the top (FIFO: the oldest,
@@ -10,22 +10,30 @@
  * list until the deque is destroyed, since a thief may still be reading one
  * (the paper's simplest safe reclamation; at most log2(max size) arrays).
  *
- * Orderings (paper's names -> ck_pr):
- *   push:  store item (relaxed); fence(release) = ck_pr_fence_store;
- *          store bottom (relaxed).
- *   take:  store bottom-1 (relaxed); fence(seq_cst), both as one
- *          ck_pr_fas_64 (a locked exchange is a full barrier);
- *          load top; if last item: CAS top (seq_cst).
- *   steal: load top (acquire); fence(seq_cst); load bottom (acquire);
- *          load item; CAS top (seq_cst).
- * The take fence pairs with the steal fence: either the thief sees the
- * decremented bottom or the owner sees the advanced top, never neither.
- *
- * Under ThreadSanitizer (WF_TSAN) stand-alone fences are not modelled, so the
- * same algorithm is written with __atomic builtins whose own orderings carry
- * the argument: the take's store-then-fence becomes a seq_cst exchange, the
- * steal's loads become seq_cst loads, and the push's release store of bottom
- * publishes the item (and the task it points to) to the thief's acquire load.
+ * One implementation for every build and target. The paper's stand-alone
+ * fences are folded into the operations next to them, because
+ * ThreadSanitizer does not model stand-alone fences and the code it checks
+ * must be the code that ships:
+ *   push:  store item (relaxed); store bottom (release) — the paper's
+ *          release fence + relaxed store. Pairs with the thief's acquire
+ *          load of bottom: a thief that sees the new bottom sees the item
+ *          and everything the spawner wrote into the task before it.
+ *          The "full?" check loads top with acquire: pairs with a thief's
+ *          CAS of top (release), so the thief's item load happens before
+ *          the owner reuses that slot.
+ *   take:  exchange bottom-1 (seq_cst); load top (seq_cst) — the paper's
+ *          relaxed store + seq_cst fence + load.
+ *   steal: load top (seq_cst); load bottom (seq_cst) — the paper's acquire
+ *          load, seq_cst fence, acquire load; load array (acquire); load
+ *          item (relaxed); CAS top (seq_cst, which is also a release: the
+ *          item load cannot drift past it into a slot the owner reuses).
+ * The take's two operations and the steal's two loads are a Dekker pair in
+ * C11's single total order of seq_cst operations: either the thief sees the
+ * decremented bottom or the owner sees the advanced top, never neither. On
+ * x86-64 the exchange is one locked XCHG and the seq_cst loads are plain
+ * loads (what the fence-based code compiled to); on AArch64 they are
+ * SWPAL/LDAXR-STLXR and LDAR, which order as required (a seq_cst load is
+ * never reordered before an earlier store-release).
  */
 #ifndef WEFT_RUNTIME_DEQUE_H
 #define WEFT_RUNTIME_DEQUE_H
@@ -33,10 +41,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
-
-#ifndef WF_TSAN
-#include <ck_pr.h>
-#endif
 
 typedef struct wf__dq_array {
 	int64_t mask; /* size - 1; size is a power of two */
@@ -61,91 +65,61 @@ void wf__deque_destroy(wf__deque *d);
 /* Owner only. Returns false if the array could not grow (out of memory). */
 bool wf__deque_grow(wf__deque *d);
 
-#ifdef WF_TSAN
-#define DQ_LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
-#define DQ_LOAD_RELAXED(p) __atomic_load_n((p), __ATOMIC_RELAXED)
-#define DQ_STORE_RELAXED(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
-#define DQ_STORE_RELEASE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
-#define DQ_LOAD_PTR(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define DQ_STORE_PTR(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
-#define DQ_STORE_PTR_RELEASE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 static inline bool dq_cas(int64_t *p, int64_t old, int64_t new_)
 {
 	return __atomic_compare_exchange_n(p, &old, new_, false, __ATOMIC_SEQ_CST,
 					   __ATOMIC_RELAXED);
 }
-#else
-#define DQ_LOAD(p) ((int64_t)ck_pr_load_64((uint64_t *)(p)))
-#define DQ_LOAD_RELAXED(p) DQ_LOAD(p)
-#define DQ_STORE_RELAXED(p, v) ck_pr_store_64((uint64_t *)(p), (uint64_t)(v))
-#define DQ_STORE_RELEASE(p, v)                                                 \
-	do {                                                                   \
-		ck_pr_fence_store();                                           \
-		DQ_STORE_RELAXED(p, v);                                        \
-	} while (0)
-#define DQ_LOAD_PTR(p) ck_pr_load_ptr(p)
-#define DQ_STORE_PTR(p, v) ck_pr_store_ptr((p), (v))
-#define DQ_STORE_PTR_RELEASE(p, v)                                             \
-	do {                                                                   \
-		ck_pr_fence_store();                                           \
-		ck_pr_store_ptr((p), (v));                                     \
-	} while (0)
-static inline bool dq_cas(int64_t *p, int64_t old, int64_t new_)
-{
-	return ck_pr_cas_64((uint64_t *)p, (uint64_t)old, (uint64_t)new_);
-}
-#endif
+
+#define DQ_RELAXED(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 
 /* Owner only. */
 static inline bool wf__deque_push(wf__deque *d, void *item)
 {
-	int64_t b = DQ_LOAD_RELAXED(&d->bottom);
+	int64_t b = DQ_RELAXED(&d->bottom); /* only the owner writes it */
 	wf__dq_array *a = d->array;
 	/* top only grows, so a stale read is a safe bound for "full": read
 	 * the thieves' cache line only when the stale bound says so. */
 	if (__builtin_expect(b - d->top_seen > a->mask, 0)) {
-		d->top_seen = DQ_LOAD(&d->top); /* acquire in the paper */
+		/* Acquire: pairs with the CAS (release) of the thief that
+		 * advanced top, whose item load then happens before this
+		 * owner's reuse of the slot. */
+		d->top_seen = __atomic_load_n(&d->top, __ATOMIC_ACQUIRE);
 		if (b - d->top_seen > a->mask) {
 			if (!wf__deque_grow(d))
 				return false;
 			a = d->array;
 		}
 	}
-	DQ_STORE_PTR(&a->items[b & a->mask], item);
+	__atomic_store_n(&a->items[b & a->mask], item, __ATOMIC_RELAXED);
 	/* Release: the item (and what it points to) before the new bottom;
 	 * pairs with the thief's load of bottom in wf__deque_steal. */
-	DQ_STORE_RELEASE(&d->bottom, b + 1);
+	__atomic_store_n(&d->bottom, b + 1, __ATOMIC_RELEASE);
 	return true;
 }
 
 /* Owner only: the most recently pushed item, or WF__DQ_EMPTY. */
 static inline void *wf__deque_take(wf__deque *d)
 {
-	int64_t b = DQ_LOAD_RELAXED(&d->bottom) - 1;
-	/* Empty for sure (top only grows): skip the fence. An empty take is
-	 * the common case of an idle or yielding worker. */
-	if (DQ_LOAD_RELAXED(&d->top) > b)
+	int64_t b = DQ_RELAXED(&d->bottom) - 1;
+	/* Empty for sure (top only grows): skip the barrier. An empty take
+	 * is the common case of an idle or yielding worker. */
+	if (DQ_RELAXED(&d->top) > b)
 		return WF__DQ_EMPTY;
 	wf__dq_array *a = d->array;
-#ifdef WF_TSAN
+	/* seq_cst exchange then seq_cst load of top: the owner's half of the
+	 * Dekker pair with wf__deque_steal's two seq_cst loads. */
 	__atomic_exchange_n(&d->bottom, b, __ATOMIC_SEQ_CST);
-#else
-	/* The paper's relaxed store followed by a seq_cst fence, as one
-	 * locked exchange: a full barrier on x86-64 and AArch64 alike, and
-	 * cheaper than store + mfence. Pairs with the fence in
-	 * wf__deque_steal (see the top comment). */
-	ck_pr_fas_64((uint64_t *)&d->bottom, (uint64_t)b);
-#endif
-	int64_t t = DQ_LOAD(&d->top);
+	int64_t t = __atomic_load_n(&d->top, __ATOMIC_SEQ_CST);
 	if (t > b) { /* empty */
-		DQ_STORE_RELAXED(&d->bottom, b + 1);
+		__atomic_store_n(&d->bottom, b + 1, __ATOMIC_RELAXED);
 		return WF__DQ_EMPTY;
 	}
-	void *x = DQ_LOAD_PTR(&a->items[b & a->mask]);
+	void *x = __atomic_load_n(&a->items[b & a->mask], __ATOMIC_RELAXED);
 	if (t == b) { /* last item: race the thieves for it */
 		if (!dq_cas(&d->top, t, t + 1))
 			x = WF__DQ_EMPTY;
-		DQ_STORE_RELAXED(&d->bottom, b + 1);
+		__atomic_store_n(&d->bottom, b + 1, __ATOMIC_RELAXED);
 	}
 	return x;
 }
@@ -153,16 +127,20 @@ static inline void *wf__deque_take(wf__deque *d)
 /* Any thread: the oldest item, WF__DQ_EMPTY, or WF__DQ_ABORT. */
 static inline void *wf__deque_steal(wf__deque *d)
 {
-	int64_t t = DQ_LOAD(&d->top);
-#ifndef WF_TSAN
-	/* Pairs with the fence in wf__deque_take. */
-	ck_pr_fence_memory();
-#endif
-	int64_t b = DQ_LOAD(&d->bottom);
+	/* The thief's half of the Dekker pair (see the top comment). The
+	 * load of bottom is also an acquire: pairs with the push's release
+	 * store, so the item and the task behind it are visible. */
+	int64_t t = __atomic_load_n(&d->top, __ATOMIC_SEQ_CST);
+	int64_t b = __atomic_load_n(&d->bottom, __ATOMIC_SEQ_CST);
 	if (t >= b)
 		return WF__DQ_EMPTY;
-	wf__dq_array *a = DQ_LOAD_PTR(&d->array);
-	void *x = DQ_LOAD_PTR(&a->items[t & a->mask]);
+	/* Acquire: pairs with the release store of a grown array, whose
+	 * copied items are then visible. */
+	wf__dq_array *a = __atomic_load_n(&d->array, __ATOMIC_ACQUIRE);
+	void *x = __atomic_load_n(&a->items[t & a->mask], __ATOMIC_RELAXED);
+	/* seq_cst includes release: the item load above stays before it. A
+	 * failed CAS means another thief (or the owner's take of the last
+	 * item) got slot t; x may be stale and is dropped. */
 	if (!dq_cas(&d->top, t, t + 1))
 		return WF__DQ_ABORT;
 	return x;
@@ -171,8 +149,8 @@ static inline void *wf__deque_steal(wf__deque *d)
 /* Any thread; a snapshot, for heuristics only. */
 static inline int64_t wf__deque_size(wf__deque *d)
 {
-	int64_t b = DQ_LOAD(&d->bottom);
-	int64_t t = DQ_LOAD(&d->top);
+	int64_t b = __atomic_load_n(&d->bottom, __ATOMIC_ACQUIRE);
+	int64_t t = __atomic_load_n(&d->top, __ATOMIC_ACQUIRE);
 	return b > t ? b - t : 0;
 }
 

@@ -21,18 +21,6 @@
 #define WF__LIKELY(x) __builtin_expect(!!(x), 1)
 #define WF__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-/* A full fence. TSan does not model stand-alone fences (and warns about
- * them); there, a seq_cst read-modify-write gives the same ordering. */
-static inline void wf__fence(void)
-{
-#if defined(WF_TSAN)
-	static int fence_word;
-	__atomic_fetch_add(&fence_word, 0, __ATOMIC_SEQ_CST);
-#else
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-#endif
-}
-
 /* Waiter word: state in the low bits, plus a pending cancellation. */
 enum {
 	WF__W_IDLE = 0,
@@ -81,6 +69,16 @@ bool wf__fcore_watch(wf__fcore *c, wf__cb_node *n, wf_future *owner);
 /* Unlinks n; true if its callback had not been taken for running (it never
  * will be), false if it has run or is running now. */
 bool wf__fcore_unwatch(wf__fcore *c, wf__cb_node *n);
+/* wf__fcore_wait, saying what the waiter waits on ("join", ...). */
+int wf__fcore_wait_what(wf__fcore *c, uint64_t deadline_ns, const char *what);
+
+/* Futures are handed out as handles (runtime/handle.h); code that keeps a
+ * future keeps the object (wf_task.submit holds wf__future_get(handle)).
+ * wf__future_get: the object behind a handle, NULL if stale. settle:
+ * completes f (taking msg) and drops one reference; put: drops one. */
+wf_future *wf__future_get(const wf_future *handle);
+int wf__future_settle(wf_future *f, int err, void *value, char *msg);
+void wf__future_put(wf_future *f);
 
 struct wf_future {
 	wf__fcore core;
@@ -149,7 +147,12 @@ struct wf_task {
 	wf__worker *last;  /* where it last ran: remote wake-ups go there */
 	uint64_t id;
 	struct wf_task *reg_prev, *reg_next; /* foreign registry only */
-	struct wf_task *qnext;               /* inbox, injection, yield list */
+	struct wf_task *qnext; /* inbox, yield list, fired timers, free lists */
+	struct wf_task *snext; /* injection queue: start entries only. A task
+				* claimed from there (a join runs it inline)
+				* may be woken, yield or be freed while the
+				* injection chain still runs through it, so
+				* that chain must not share qnext. */
 	char name[WF__NAME_MAX];
 } __attribute__((aligned(WF__CACHELINE)));
 
@@ -168,9 +171,10 @@ typedef struct wf__timer {
 	uint64_t deadline;
 	uint32_t state; /* atomic: armed, firing, fired, cancelled */
 	uint32_t refs;  /* atomic: the heap's and the waiter's */
-	size_t index;   /* in the heap; owner worker only */
+	size_t index;   /* in the heap (SIZE_MAX once out); owner worker only */
 	wf__waiter *waiter;
 	wf__worker *worker;
+	struct wf__timer *cnext; /* the owner's list of remote cancels */
 } wf__timer;
 
 typedef struct wf__timer_heap {
@@ -180,11 +184,17 @@ typedef struct wf__timer_heap {
 } wf__timer_heap;
 
 /* ------------------------------------------------------------------------
- * Intrusive multi-producer queue of tasks (Treiber stack taken whole).
+ * Intrusive multi-producer queues of tasks (Treiber stacks taken whole):
+ * wf__mpq links through qnext (inboxes, remote frees), wf__startq through
+ * snext (the injection queue of start entries).
  * ---------------------------------------------------------------------- */
 typedef struct wf__mpq {
 	wf_task *head; /* atomic */
 } wf__mpq;
+
+typedef struct wf__startq {
+	wf_task *head; /* atomic */
+} wf__startq;
 
 /* ------------------------------------------------------------------------
  * Workers
@@ -229,6 +239,7 @@ struct wf__worker {
 	wf_task *rfree_head, *rfree_tail;
 	unsigned rfree_count;
 	wf__timer_heap timers;
+	wf__timer *timer_cancels; /* atomic: cancelled by other threads */
 	uv_loop_t loop;
 	uv_async_t wakeup;
 	pthread_t thread;
@@ -245,13 +256,14 @@ struct wf_runtime {
 	wf__worker *workers;
 	wf_config cfg;
 	size_t stack_size;
-	wf__mpq injection;
+	wf__startq injection;
 	int nsleeping;   /* atomic */
 	int nsearching;  /* atomic */
 	int shutdown;    /* atomic: 1 draining, 2 stopping workers */
 	unsigned cancel_epoch;   /* atomic: bumped to make workers sweep */
 	uint64_t foreign_started; /* atomic: tasks submitted from plain threads */
 	int foreign_wakes;        /* atomic: wakes by plain threads in progress */
+	int submitting;           /* atomic: wf_runtime_submit calls in progress */
 	pthread_mutex_t foreign_mu;
 	wf_task foreign_reg; /* registry of tasks allocated on plain threads */
 	unsigned started; /* workers up; start_mu */
@@ -285,6 +297,9 @@ void wf__task_cancel_all(wf__worker *w);
 void wf__task_cancel_list(wf_task *head);
 bool wf__task_cancel_request(wf_task *t);
 
+/* waiter.c */
+void wf__inline_pull_cancel(wf_task *t);
+
 /* timer.c */
 wf__timer *wf__timer_add(wf__worker *w, uint64_t deadline, wf__waiter *wt);
 void wf__timer_cancel(wf__timer *tm);
@@ -292,33 +307,47 @@ void wf__timer_cancel(wf__timer *tm);
 uint64_t wf__timers_run(wf__worker *w, uint64_t now);
 void wf__timers_destroy(wf__worker *w);
 
-/* mpq */
-static inline void wf__mpq_push(wf__mpq *q, wf_task *t)
-{
-	wf_task *h = __atomic_load_n(&q->head, __ATOMIC_RELAXED);
-	do {
-		t->qnext = h;
-	} while (!__atomic_compare_exchange_n(&q->head, &h, t, true, __ATOMIC_RELEASE,
-					      __ATOMIC_RELAXED));
-}
-/* Takes every queued task, oldest first. */
-static inline wf_task *wf__mpq_take_all(wf__mpq *q)
-{
-	if (__atomic_load_n(&q->head, __ATOMIC_RELAXED) == NULL)
-		return NULL;
-	wf_task *h = __atomic_exchange_n(&q->head, NULL, __ATOMIC_ACQUIRE);
-	wf_task *rev = NULL;
-	while (h != NULL) {
-		wf_task *n = h->qnext;
-		h->qnext = rev;
-		rev = h;
-		h = n;
+/* Pushes the list first..last (already linked through LINK) in one CAS.
+ * Release on success: everything written to those tasks before the push is
+ * visible to the thread whose take_all (acquire) takes them. seq_cst rather
+ * than release because a push that wakes a sleeper is one half of the park
+ * Dekker pair (scheduler.c): the push must be ordered before the pusher's
+ * read of the sleeper flags. */
+#define WF__MPQ_DEFINE(prefix, qtype, LINK)                                    \
+	static inline void prefix##_push_list(qtype *q, wf_task *first, wf_task *last) \
+	{                                                                      \
+		wf_task *h = __atomic_load_n(&q->head, __ATOMIC_RELAXED);      \
+		do {                                                           \
+			last->LINK = h;                                        \
+		} while (!__atomic_compare_exchange_n(&q->head, &h, first, true, \
+						      __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)); \
+	}                                                                      \
+	static inline void prefix##_push(qtype *q, wf_task *t)                 \
+	{                                                                      \
+		prefix##_push_list(q, t, t);                                   \
+	}                                                                      \
+	/* Takes every queued task, oldest first. Acquire: pairs with the     \
+	 * pushes' release. */                                                 \
+	static inline wf_task *prefix##_take_all(qtype *q)                     \
+	{                                                                      \
+		if (__atomic_load_n(&q->head, __ATOMIC_RELAXED) == NULL)       \
+			return NULL;                                           \
+		wf_task *h = __atomic_exchange_n(&q->head, NULL, __ATOMIC_ACQUIRE); \
+		wf_task *rev = NULL;                                           \
+		while (h != NULL) {                                            \
+			wf_task *n = h->LINK;                                  \
+			h->LINK = rev;                                         \
+			rev = h;                                               \
+			h = n;                                                 \
+		}                                                              \
+		return rev;                                                    \
+	}                                                                      \
+	static inline bool prefix##_empty(qtype *q)                            \
+	{                                                                      \
+		return __atomic_load_n(&q->head, __ATOMIC_RELAXED) == NULL;    \
 	}
-	return rev;
-}
-static inline bool wf__mpq_empty(wf__mpq *q)
-{
-	return __atomic_load_n(&q->head, __ATOMIC_RELAXED) == NULL;
-}
+
+WF__MPQ_DEFINE(wf__mpq, wf__mpq, qnext)
+WF__MPQ_DEFINE(wf__startq, wf__startq, snext)
 
 #endif

@@ -21,10 +21,16 @@
  * task that yields or wakes its partner in a loop cannot starve I/O, timers,
  * foreign submissions or old tasks (the deque alone is LIFO).
  *
- * Parking without lost wake-ups (a Dekker pattern on seq_cst fences): a
- * parker sets its `sleeping` flag, fences, then looks at every queue once
- * more; a notifier publishes its work, fences, then reads the flags. Either
- * the parker sees the work or the notifier sees the parker. Stealable work
+ * Parking without lost wake-ups (a Dekker pattern): a parker sets its
+ * `sleeping` flag, then increments rt->nsleeping, then looks at every queue
+ * once more; a notifier publishes its work, then does a read-modify-write
+ * of rt->nsleeping (adding 0), then reads the flags. Both sides' RMWs are
+ * on one location, so one reads from the other: if the notifier's comes
+ * first, its work happens before the parker's look; if the parker's comes
+ * first, the parker's flag happens before the notifier's read. Either the
+ * parker sees the work or the notifier sees the parker, on any memory
+ * model, with the orderings on the operations themselves (no stand-alone
+ * fence, which ThreadSanitizer would not see). Stealable work
  * pushed by a busy worker needs no such guarantee (its owner will run it)
  * and so spawns pay no fence; a worker only wakes a sleeper when no worker
  * is already searching, and at most half the workers search at once, so a
@@ -192,11 +198,16 @@ static void wake_worker(wf__worker *w)
 	}
 }
 
+/* The notifier's half of the park Dekker pair (top comment): an RMW of
+ * nsleeping after the work was published. Returns the number of sleepers. */
+static inline int dekker_sleepers(wf_runtime *rt)
+{
+	return __atomic_fetch_add(&rt->nsleeping, 0, __ATOMIC_SEQ_CST);
+}
+
 void wf__notify_work(wf_runtime *rt)
 {
-	wf__fence();
-	if (__atomic_load_n(&rt->nsearching, __ATOMIC_SEQ_CST) != 0 ||
-	    __atomic_load_n(&rt->nsleeping, __ATOMIC_SEQ_CST) == 0)
+	if (dekker_sleepers(rt) == 0 || __atomic_load_n(&rt->nsearching, __ATOMIC_SEQ_CST) != 0)
 		return;
 	unsigned n = rt->nworkers;
 	wf__worker *self = wf__self();
@@ -227,7 +238,7 @@ static void push_local(wf__worker *w, void *x)
 		 * take it, the injection queue for start entries (all it
 		 * holds), the inbox for woken tasks (all it holds). */
 		if (IS_START(x))
-			wf__mpq_push(&w->rt->injection, UNTAG(x));
+			wf__startq_push(&w->rt->injection, UNTAG(x));
 		else
 			wf__mpq_push(&w->inbox, x);
 		return;
@@ -257,19 +268,14 @@ static void offload_spawns(wf__worker *w)
 			break;
 		}
 		wf_task *t = UNTAG(x);
-		t->qnext = head; /* taken newest first: the list ends oldest first */
+		t->snext = head; /* taken newest first: the list ends oldest first */
 		head = t;
 		if (tail == NULL)
 			tail = t;
 	}
 	if (head == NULL)
 		return;
-	wf__mpq *q = &w->rt->injection;
-	wf_task *old = __atomic_load_n(&q->head, __ATOMIC_RELAXED);
-	do {
-		tail->qnext = old;
-	} while (!__atomic_compare_exchange_n(&q->head, &old, head, true, __ATOMIC_RELEASE,
-					      __ATOMIC_RELAXED));
+	wf__startq_push_list(&w->rt->injection, head, tail);
 	wf__notify_work(w->rt);
 }
 
@@ -286,7 +292,7 @@ void wf__schedule_new(wf__worker *w, wf_task *t)
 
 void wf__inject(wf_runtime *rt, wf_task *t)
 {
-	wf__mpq_push(&rt->injection, t);
+	wf__startq_push(&rt->injection, t);
 	wf__notify_work(rt);
 }
 
@@ -332,7 +338,7 @@ static void make_runnable(wf_task *t)
 		target = &rt->workers[0];
 	__atomic_add_fetch(&rt->foreign_wakes, 1, __ATOMIC_SEQ_CST);
 	wf__mpq_push(&target->inbox, t);
-	wf__fence();
+	dekker_sleepers(rt);
 	if (__atomic_load_n(&target->sleeping, __ATOMIC_SEQ_CST))
 		wake_worker(target);
 	else
@@ -412,6 +418,13 @@ static void finish_switch(wf__worker *w)
 		return;
 	case WF__SW_EXIT:
 		/* The fiber is dead: its stack goes back to this worker. */
+#if defined(WF_TSAN)
+		/* A task's entry never returns, so TSan's shadow call stack of
+		 * a reused fiber would grow by a frame per task and every
+		 * later report would slow down: give the stack a new one. */
+		__tsan_destroy_fiber(t->fiber->stack->tsan_fiber);
+		t->fiber->stack->tsan_fiber = __tsan_create_fiber(0);
+#endif
 		wf__stack_put(&w->stacks, t->fiber->stack);
 		t->own.stack = NULL;
 		t->fiber = NULL;
@@ -499,12 +512,10 @@ void wf__run_inline(wf__worker *w, wf_task *t)
 
 /* ---- finding work ------------------------------------------------------ */
 
-enum { PUSH_RESUME, PUSH_START };
-
-/* Pushes a list (oldest first, linked by qnext) on the deque so that the
- * oldest runs first: the deque pops newest first, so push newest first.
- * kind says what the entries are: woken tasks or start entries. */
-static bool push_oldest_first(wf__worker *w, wf_task *list, int kind)
+/* Pushes a list of woken tasks (oldest first, linked by qnext) on the
+ * deque so that the oldest runs first: the deque pops newest first, so
+ * push newest first. */
+static bool push_oldest_first(wf__worker *w, wf_task *list)
 {
 	if (list == NULL)
 		return false;
@@ -517,7 +528,28 @@ static bool push_oldest_first(wf__worker *w, wf_task *list, int kind)
 	}
 	while (rev != NULL) {
 		wf_task *n = rev->qnext;
-		push_local(w, kind == PUSH_START ? TAG_START(rev) : (void *)rev);
+		push_local(w, rev);
+		rev = n;
+	}
+	return true;
+}
+
+/* The same for start entries taken from the injection queue (linked by
+ * snext, see rt.h). */
+static bool push_starts_oldest_first(wf__worker *w, wf_task *list)
+{
+	if (list == NULL)
+		return false;
+	wf_task *rev = NULL;
+	while (list != NULL) {
+		wf_task *n = list->snext;
+		list->snext = rev;
+		rev = list;
+		list = n;
+	}
+	while (rev != NULL) {
+		wf_task *n = rev->snext;
+		push_local(w, TAG_START(rev));
 		rev = n;
 	}
 	return true;
@@ -527,17 +559,17 @@ static void flush_yielded(wf__worker *w)
 {
 	wf_task *list = w->yield_head;
 	w->yield_head = w->yield_tail = NULL;
-	push_oldest_first(w, list, PUSH_RESUME);
+	push_oldest_first(w, list);
 }
 
 static bool absorb_inbox(wf__worker *w)
 {
-	return push_oldest_first(w, wf__mpq_take_all(&w->inbox), PUSH_RESUME);
+	return push_oldest_first(w, wf__mpq_take_all(&w->inbox));
 }
 
 static bool absorb_injection(wf__worker *w)
 {
-	return push_oldest_first(w, wf__mpq_take_all(&w->rt->injection), PUSH_START);
+	return push_starts_oldest_first(w, wf__startq_take_all(&w->rt->injection));
 }
 
 static void *steal_from_others(wf__worker *w)
@@ -585,7 +617,7 @@ static uint64_t run_timers(wf__worker *w)
 	w->firing_timers = false;
 	wf_task *list = w->fired_head;
 	w->fired_head = w->fired_tail = NULL;
-	push_oldest_first(w, list, PUSH_RESUME);
+	push_oldest_first(w, list);
 	return next;
 }
 
@@ -684,7 +716,7 @@ static void *search(wf__worker *w)
 static bool anything_to_do(wf__worker *w)
 {
 	wf_runtime *rt = w->rt;
-	if (!wf__mpq_empty(&w->inbox) || !wf__mpq_empty(&rt->injection))
+	if (!wf__mpq_empty(&w->inbox) || !wf__startq_empty(&rt->injection))
 		return true;
 	if (w->lifo != NULL || w->yield_head != NULL || wf__deque_size(&w->deque) > 0)
 		return true;
@@ -770,9 +802,9 @@ static void park(wf__worker *w)
 		next = trim;
 
 	__atomic_store_n(&w->sleeping, 1, __ATOMIC_SEQ_CST);
+	/* The parker's half of the Dekker pair (top comment): the RMW that
+	 * dekker_sleepers() of a notifier reads from, or reads from it. */
 	__atomic_add_fetch(&rt->nsleeping, 1, __ATOMIC_SEQ_CST);
-	/* Pairs with the fence in wf__notify_work / make_runnable. */
-	wf__fence();
 	if (anything_to_do(w) || __atomic_load_n(&rt->shutdown, __ATOMIC_SEQ_CST) == 2 ||
 	    __atomic_load_n(&rt->cancel_epoch, __ATOMIC_SEQ_CST) != w->cancel_epoch) {
 		int one = 1;

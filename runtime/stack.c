@@ -139,6 +139,7 @@ static wf__stack *stack_init(char *map, size_t maplen, bool guarded)
 	s->maplen = maplen;
 	s->lo = map + page_size; /* the guard page, or the canary's page */
 	s->size = (size_t)((char *)s - s->lo);
+	s->capacity = maplen - page_size;
 	s->guarded = guarded;
 	s->next = NULL;
 #if defined(WF_TSAN)

@@ -31,6 +31,8 @@ typedef struct wf__stack {
 	size_t maplen;
 	char *lo;       /* lowest usable byte */
 	size_t size;    /* usable bytes, from lo up to this struct */
+	size_t capacity; /* the size asked for, rounded up to pages: a stack
+			  * asked for with n bytes has capacity >= n */
 	bool guarded;
 	struct wf__stack *next; /* cache list */
 	void *tsan_fiber;       /* ThreadSanitizer's context, kept with the stack */

@@ -30,12 +30,20 @@
 #include "rt.h"
 
 
+/* The joined word. Completion and wf_detach both read-modify-write it, so
+ * one of them sees the other: the one that comes second reports a failure
+ * that nobody will join (with separate "done" and "detached" words each
+ * side could write its own and miss the other's, a store-buffer race).
+ * J_JOINING and J_DETACHED are exclusive and never cleared but by a join
+ * that gives up (J_JOINING back to none). */
 enum { /* joined */
 	J_NONE = 0,
 	J_JOINING = 1,
 	J_DETACHED = 2,
-	J_REPORTED = 4, /* the "never joined" report was printed */
-	J_SUBMIT = 8,   /* wf_runtime_submit: the outcome goes to a future */
+	J_REPORTED = 4,  /* the "never joined" report was printed */
+	J_SUBMIT = 8,    /* wf_runtime_submit: the outcome goes to a future */
+	J_COMPLETE = 16, /* the outcome is published */
+	J_OWNER = J_JOINING | J_DETACHED,
 };
 
 enum { NAME_NONE = 0, NAME_WRITING = 1, NAME_SET = 2 };
@@ -291,12 +299,16 @@ static void task_complete(wf_task *t, bool drop_running)
 		t->core.value = value;
 		t->core.msg = msg;
 		__atomic_store_n(&t->core.done, 1, __ATOMIC_RELEASE);
+		__atomic_or_fetch(&t->joined, J_COMPLETE, __ATOMIC_ACQ_REL);
 		if (failed_unseen(t))
 			report_never_joined(t);
 	} else {
 		wf__fcore_complete(&t->core, err, value, msg, NULL);
-		if ((__atomic_load_n(&t->joined, __ATOMIC_ACQUIRE) & J_DETACHED) &&
-		    failed_unseen(t))
+		/* acq_rel RMW: a wf_detach before it is seen here (it reports
+		 * below), one after it sees J_COMPLETE (it reports); see the
+		 * joined word's comment. */
+		uint32_t j = __atomic_fetch_or(&t->joined, J_COMPLETE, __ATOMIC_ACQ_REL);
+		if ((j & J_DETACHED) && failed_unseen(t))
 			report_never_joined(t);
 	}
 	if (drop_running)
@@ -410,13 +422,17 @@ int wf_join_ex(wf_task *t, void **result, char **errmsg)
 	wf_task *me = w != NULL ? w->current : NULL;
 	if (t == me)
 		return WF_EDEADLK;
-	uint32_t j = J_NONE;
-	if (!__atomic_compare_exchange_n(&t->joined, &j, J_JOINING, false, __ATOMIC_ACQ_REL,
-					 __ATOMIC_ACQUIRE))
-		return (j & J_DETACHED) ? WF_EINVAL : WF_EBUSY;
+	uint32_t j = __atomic_load_n(&t->joined, __ATOMIC_RELAXED);
+	do {
+		if (j & J_OWNER)
+			return (j & J_DETACHED) ? WF_EINVAL : WF_EBUSY;
+	} while (!__atomic_compare_exchange_n(&t->joined, &j, j | J_JOINING, false,
+					      __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
 
-	/* Inline only on a stack as large as the one t asked for. */
+	/* Inline only when t has no stack size of its own and the stack it
+	 * would run on is at least as large as the one it would get. */
 	if (me != NULL && w->rt == t->rt && t->stack_size == 0 &&
+	    me->fiber->stack->capacity >= w->rt->stack_size &&
 	    __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) == WF__T_NEW) {
 		void *x = wf__deque_take(&w->deque);
 		if (x == (void *)((uintptr_t)t | 1u)) {
@@ -447,7 +463,7 @@ int wf_join_ex(wf_task *t, void **result, char **errmsg)
 			passed_on = true;
 			continue;
 		}
-		__atomic_store_n(&t->joined, J_NONE, __ATOMIC_RELEASE);
+		__atomic_and_fetch(&t->joined, ~(uint32_t)J_JOINING, __ATOMIC_RELEASE);
 		return rc;
 	}
 	int err = take_outcome(t, result, errmsg);
@@ -466,11 +482,15 @@ int wf_detach(wf_task *t)
 {
 	if (!handle_ok(t))
 		return WF_EINVAL;
-	uint32_t j = J_NONE;
-	if (!__atomic_compare_exchange_n(&t->joined, &j, J_DETACHED, false, __ATOMIC_ACQ_REL,
-					 __ATOMIC_ACQUIRE))
-		return (j & J_DETACHED) ? WF_EINVAL : WF_EBUSY;
-	if (__atomic_load_n(&t->core.done, __ATOMIC_ACQUIRE) && failed_unseen(t))
+	uint32_t j = __atomic_load_n(&t->joined, __ATOMIC_RELAXED);
+	do {
+		if (j & J_OWNER)
+			return (j & J_DETACHED) ? WF_EINVAL : WF_EBUSY;
+	} while (!__atomic_compare_exchange_n(&t->joined, &j, j | J_DETACHED, false,
+					      __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
+	/* The completion's RMW came first: it did not see J_DETACHED, so the
+	 * report is ours (acquire: its outcome is visible). */
+	if ((j & J_COMPLETE) && failed_unseen(t))
 		report_never_joined(t);
 	wf__task_unref(t);
 	return 0;
@@ -509,8 +529,20 @@ int wf_cancelling(void)
 void *wf_fail(int err, const char *msg)
 {
 	wf_task *t = wf__current();
-	if (t == NULL || err >= 0)
+	if (t == NULL)
 		return NULL;
+	if (err >= 0) {
+		/* A positive code is a forgotten minus (wf_fail(EIO, ...)), 0
+		 * is no failure at all: either way the task must not pass for
+		 * a success. */
+		char buf[160];
+		snprintf(buf, sizeof(buf), "wf_fail called with %d (codes are negative, e.g. WF_EIO)%s%s",
+			 err, msg != NULL ? ": " : "", msg != NULL ? msg : "");
+		t->fail_err = WF_EINVAL;
+		free(t->fail_msg);
+		t->fail_msg = strdup(buf);
+		return NULL;
+	}
 	t->fail_err = err;
 	free(t->fail_msg);
 	t->fail_msg = msg != NULL ? strdup(msg) : NULL;
@@ -539,9 +571,15 @@ int wf_yield(void)
 	wf_task *t = w != NULL ? w->current : NULL;
 	if (t == NULL)
 		return WF_ENOTTASK;
+	/* An inline child yields for its joiners too: their cancellations
+	 * are its own. */
+	if (WF__UNLIKELY(t->inline_parent != NULL))
+		wf__inline_pull_cancel(t);
 	if (take_pending_cancel(t))
 		return WF_ECANCELED;
 	wf__sched_switch_out(w, WF__SW_YIELD);
+	if (WF__UNLIKELY(t->inline_parent != NULL))
+		wf__inline_pull_cancel(t);
 	return take_pending_cancel(t) ? WF_ECANCELED : 0;
 }
 

@@ -9,8 +9,13 @@
  * of a firing race waits the few instructions until the fire is finished,
  * so a fire never reaches a waiter that has moved on. Entries are shared by
  * the heap and the waiting task, so they carry two references. A cancelled
- * entry is taken out of the heap at once on its own worker, and lazily (at
- * its deadline) when cancelled from another thread.
+ * entry is taken out of the heap at once on its own worker; one cancelled
+ * from another thread (the task was woken and resumed elsewhere) is pushed
+ * on its worker's list of remote cancels, with a third reference, and taken
+ * out of the heap the next time that worker runs its timers. Leaving it in
+ * the heap until its deadline would let long timeouts woken early at a high
+ * rate grow the heap without bound. A worker asleep in epoll adds no
+ * timers, so what waits on its list is bounded by its heap.
  */
 #include <stdlib.h>
 
@@ -62,6 +67,7 @@ static void sift_down(wf__timer_heap *h, size_t i)
 
 static void heap_remove(wf__timer_heap *h, size_t i)
 {
+	h->items[i]->index = SIZE_MAX;
 	h->len--;
 	if (i == h->len)
 		return;
@@ -89,6 +95,7 @@ wf__timer *wf__timer_add(wf__worker *w, uint64_t deadline, wf__waiter *wt)
 	tm->refs = 2;
 	tm->waiter = wt;
 	tm->worker = w;
+	tm->cnext = NULL;
 	heap_set(h, h->len++, tm);
 	sift_up(h, h->len - 1);
 	return tm;
@@ -99,9 +106,19 @@ void wf__timer_cancel(wf__timer *tm)
 	uint32_t s = TM_ARMED;
 	if (__atomic_compare_exchange_n(&tm->state, &s, TM_CANCELLED, false, __ATOMIC_ACQ_REL,
 					__ATOMIC_ACQUIRE)) {
-		if (tm->worker == wf__self()) {
-			heap_remove(&tm->worker->timers, tm->index);
+		wf__worker *w = tm->worker;
+		if (w == wf__self()) {
+			heap_remove(&w->timers, tm->index);
 			tm_unref(tm); /* the heap's reference */
+		} else {
+			/* The list's reference. Release: pairs with the owner's
+			 * acquire exchange in drain_remote_cancels. */
+			__atomic_add_fetch(&tm->refs, 1, __ATOMIC_RELAXED);
+			wf__timer *h = __atomic_load_n(&w->timer_cancels, __ATOMIC_RELAXED);
+			do {
+				tm->cnext = h;
+			} while (!__atomic_compare_exchange_n(&w->timer_cancels, &h, tm, true,
+							      __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 		}
 	} else {
 		while (__atomic_load_n(&tm->state, __ATOMIC_ACQUIRE) == TM_FIRING)
@@ -110,9 +127,28 @@ void wf__timer_cancel(wf__timer *tm)
 	tm_unref(tm);
 }
 
+/* Owner: takes the entries other threads cancelled out of the heap (unless
+ * their deadline already did). */
+static void drain_remote_cancels(wf__worker *w)
+{
+	if (__atomic_load_n(&w->timer_cancels, __ATOMIC_RELAXED) == NULL)
+		return;
+	wf__timer *tm = __atomic_exchange_n(&w->timer_cancels, NULL, __ATOMIC_ACQUIRE);
+	while (tm != NULL) {
+		wf__timer *next = tm->cnext;
+		if (tm->index != SIZE_MAX) {
+			heap_remove(&w->timers, tm->index);
+			tm_unref(tm); /* the heap's */
+		}
+		tm_unref(tm); /* the list's */
+		tm = next;
+	}
+}
+
 uint64_t wf__timers_run(wf__worker *w, uint64_t now)
 {
 	wf__timer_heap *h = &w->timers;
+	drain_remote_cancels(w);
 	while (h->len > 0) {
 		wf__timer *tm = h->items[0];
 		if (tm->deadline > now)
@@ -132,6 +168,7 @@ uint64_t wf__timers_run(wf__worker *w, uint64_t now)
 void wf__timers_destroy(wf__worker *w)
 {
 	wf__timer_heap *h = &w->timers;
+	drain_remote_cancels(w);
 	for (size_t i = 0; i < h->len; i++)
 		tm_unref(h->items[i]);
 	free(h->items);

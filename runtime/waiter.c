@@ -239,11 +239,29 @@ bool wf__waiter_fire(wf__waiter *w, int code, void *value)
  * waiter armed as a proxy that names the child: a cancellation that fires a
  * proxy passes itself on to the child and then marks the proxy forwarded.
  * The child disarms the proxies when it resumes, waiting for a forward in
- * progress to finish, so the child is never freed under a canceller. */
+ * progress to finish, so the child is never freed under a canceller.
+ *
+ * Every joiner between the child and the cancelled task is marked
+ * (cancel_forwarded): when the child lets the cancellation through, each
+ * inline join on the way up counts it as its own task's (join_inline in
+ * task.c), as a chain of awaits does in asyncio. Marking only the task
+ * that was cancelled would lose it at the first joiner in between. */
+
+/* Marks the joiners from child's up to and including a. Release: pairs
+ * with the exchange in join_inline. The chain is stable: every task on it
+ * is suspended with the child, or is the child itself. */
+static void mark_forwarded(wf_task *child, wf_task *a)
+{
+	for (wf_task *j = child->inline_parent; j != NULL; j = j->inline_parent) {
+		__atomic_store_n(&j->cancel_forwarded, 1, __ATOMIC_RELEASE);
+		if (j == a)
+			break;
+	}
+}
 
 static void forward_cancel(wf_task *joiner, wf_task *child)
 {
-	__atomic_store_n(&joiner->cancel_forwarded, 1, __ATOMIC_RELEASE);
+	mark_forwarded(child, joiner);
 	wf__task_cancel_request(child);
 	__atomic_or_fetch(&joiner->waiter.word, WF__W_FORWARDED, __ATOMIC_ACQ_REL);
 }
@@ -262,7 +280,7 @@ static void proxies_arm(wf_task *child)
 								 false, __ATOMIC_ACQ_REL,
 								 __ATOMIC_ACQUIRE))
 					continue;
-				__atomic_store_n(&a->cancel_forwarded, 1, __ATOMIC_RELEASE);
+				mark_forwarded(child, a);
 				wf__task_cancel_request(child);
 				word &= ~(uint32_t)WF__W_CANCEL_PENDING;
 			}
@@ -270,6 +288,27 @@ static void proxies_arm(wf_task *child)
 			if (__atomic_compare_exchange_n(&w->word, &word, next, false, __ATOMIC_ACQ_REL,
 							__ATOMIC_ACQUIRE))
 				break;
+		}
+	}
+}
+
+/* A cancellation left pending on a joiner of the running inline child t
+ * (it arrived while t ran or yielded, with no proxy armed) is passed on to
+ * t, which is what the joiner waits for. Called where t would otherwise
+ * look only at its own pending cancellations (wf_yield). */
+void wf__inline_pull_cancel(wf_task *t)
+{
+	for (wf_task *a = t->inline_parent; a != NULL; a = a->inline_parent) {
+		wf__waiter *w = &a->waiter;
+		uint32_t word = __atomic_load_n(&w->word, __ATOMIC_ACQUIRE);
+		while (word & WF__W_CANCEL_PENDING) {
+			if (__atomic_compare_exchange_n(&w->word, &word,
+							word & ~(uint32_t)WF__W_CANCEL_PENDING, false,
+							__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+				mark_forwarded(t, a);
+				wf__task_cancel_request(t);
+				break;
+			}
 		}
 	}
 }
