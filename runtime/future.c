@@ -14,11 +14,13 @@
 #include <string.h>
 
 #include "rt.h"
+#include "waiting.h"
 
 #define FUTURE_MAGIC 0x77667574u /* "wfut" */
 
 static bool debug_tracked(void);
 static void future_report_unseen(wf_future *f);
+static wf_future *future_handle(wf_future *f);
 
 void wf__fcore_init(wf__fcore *c)
 {
@@ -42,7 +44,7 @@ void wf__fcore_destroy(wf__fcore *c)
 int wf__fcore_complete(wf__fcore *c, int err, void *value, char *msg, wf_future *owner)
 {
 	wf__spin_lock(&c->lock);
-	if (c->done) {
+	if (__atomic_load_n(&c->done, __ATOMIC_RELAXED)) { /* stores are under the lock */
 		wf__spin_unlock(&c->lock);
 		free(msg);
 		return WF_EALREADY;
@@ -50,7 +52,12 @@ int wf__fcore_complete(wf__fcore *c, int err, void *value, char *msg, wf_future 
 	c->err = err;
 	c->value = value;
 	c->msg = msg;
+	/* Release: the outcome above is published with done; pairs with the
+	 * acquire loads of readers that take no lock (wf__fcore_wait's fast
+	 * path, wf_future_result, wf_future_done, the combinators). */
 	__atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+	/* Fired under the lock (internal.h's rule); a woken waiter's wake-up
+	 * orders the outcome before its return. */
 	wf__waitq_fire_all(&c->waiters, 0, NULL);
 	wf__cb_node *cbs = c->cbs;
 	c->cbs = c->cbs_tail = NULL;
@@ -69,28 +76,22 @@ int wf__fcore_complete(wf__fcore *c, int err, void *value, char *msg, wf_future 
 
 int wf__fcore_wait(wf__fcore *c, uint64_t deadline)
 {
+	return wf__fcore_wait_what(c, deadline, "future");
+}
+
+int wf__fcore_wait_what(wf__fcore *c, uint64_t deadline, const char *what)
+{
+	/* Acquire: pairs with the completion's release store of done. */
 	if (__atomic_load_n(&c->done, __ATOMIC_ACQUIRE))
 		return 0;
-	wf__thread_waiter tw;
-	wf__waiter *w;
-	int rc = wf__wait_prepare(&w, &tw);
-	if (rc != 0)
-		return rc;
 	wf__spin_lock(&c->lock);
-	if (c->done) {
+	if (__atomic_load_n(&c->done, __ATOMIC_RELAXED)) { /* the lock orders it */
 		wf__spin_unlock(&c->lock);
-		wf__wait_abandon(w);
 		return 0;
 	}
-	wf__waitq_push(&c->waiters, w);
-	wf__spin_unlock(&c->lock);
-	rc = wf__wait(w, deadline);
-	if (rc != 0) {
-		wf__spin_lock(&c->lock);
-		wf__waitq_remove(&c->waiters, w);
-		wf__spin_unlock(&c->lock);
-	}
-	return rc;
+	wf__waiting wg = {.lock = &c->lock, .q = &c->waiters, .what = what, .obj = c,
+			  .deadline = deadline};
+	return wf__wait_on(&wg);
 }
 
 int wf__fcore_add_cb(wf__fcore *c, wf_done_cb cb, void *arg, wf_future *owner)
@@ -103,7 +104,7 @@ int wf__fcore_add_cb(wf__fcore *c, wf_done_cb cb, void *arg, wf_future *owner)
 	n->next = NULL;
 	n->owned = false;
 	wf__spin_lock(&c->lock);
-	if (c->done) {
+	if (__atomic_load_n(&c->done, __ATOMIC_RELAXED)) {
 		wf__spin_unlock(&c->lock);
 		free(n);
 		cb(owner, arg);
@@ -118,11 +119,30 @@ int wf__fcore_add_cb(wf__fcore *c, wf_done_cb cb, void *arg, wf_future *owner)
 	return 0;
 }
 
-/* ---- public futures --------------------------------------------------- */
+/* ---- public futures --------------------------------------------------- *
+ *
+ * Every public call decodes its handle first (wf__future_get) and refuses
+ * a stale one with WF_EINVAL (or false / NULL where it returns no code);
+ * the runtime keeps the object itself (wf_task.submit) and hands the
+ * handle to done-callbacks. */
 
-static bool future_ok(const wf_future *f)
+wf_future *wf__future_get(const wf_future *h)
 {
-	return f != NULL && f->magic == FUTURE_MAGIC;
+	if (h == NULL || __atomic_load_n(&h->magic, __ATOMIC_RELAXED) != FUTURE_MAGIC)
+		return NULL;
+	return (wf_future *)h;
+}
+
+static wf_future *future_handle(wf_future *f)
+{
+	return f;
+}
+
+static void future_free(wf_future *f)
+{
+	__atomic_store_n(&f->magic, 0, __ATOMIC_RELAXED);
+	wf__fcore_destroy(&f->core);
+	free(f);
 }
 
 wf_future *wf_future_new(void)
@@ -134,96 +154,126 @@ wf_future *wf_future_new(void)
 	f->refs = 1;
 	f->magic = FUTURE_MAGIC;
 	f->debug = debug_tracked() ? WF__FD_TRACKED : 0;
-	return f;
+	return future_handle(f);
 }
 
-wf_future *wf_future_retain(wf_future *f)
+wf_future *wf_future_retain(wf_future *h)
 {
-	if (future_ok(f))
-		__atomic_add_fetch(&f->refs, 1, __ATOMIC_RELAXED);
-	return f;
+	wf_future *f = wf__future_get(h);
+	if (f == NULL)
+		return NULL;
+	/* Relaxed: the caller holds a reference already, so the count cannot
+	 * reach zero meanwhile; nothing is published by taking one. */
+	__atomic_add_fetch(&f->refs, 1, __ATOMIC_RELAXED);
+	return h;
 }
 
-void wf_future_release(wf_future *f)
+void wf__future_put(wf_future *f)
 {
-	if (!future_ok(f))
-		return;
+	/* Release: this owner's uses of f happen before the free; acquire
+	 * (for the last one): every other owner's do too. */
 	if (__atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
 	if (WF__UNLIKELY(f->debug != 0))
 		future_report_unseen(f);
-	f->magic = 0;
-	wf__fcore_destroy(&f->core);
-	free(f);
+	future_free(f);
 }
 
-int wf_future_set(wf_future *f, void *value)
+void wf_future_release(wf_future *h)
 {
-	if (!future_ok(f))
+	wf_future *f = wf__future_get(h);
+	if (f != NULL)
+		wf__future_put(f);
+}
+
+int wf__future_settle(wf_future *f, int err, void *value, char *msg)
+{
+	int rc = wf__fcore_complete(&f->core, err, value, msg, future_handle(f));
+	wf__future_put(f);
+	return rc;
+}
+
+int wf_future_set(wf_future *h, void *value)
+{
+	wf_future *f = wf__future_get(h);
+	if (f == NULL)
 		return WF_EINVAL;
-	return wf__fcore_complete(&f->core, 0, value, NULL, f);
+	return wf__fcore_complete(&f->core, 0, value, NULL, h);
 }
 
-int wf_future_fail(wf_future *f, int err, const char *msg)
+int wf_future_fail(wf_future *h, int err, const char *msg)
 {
-	if (!future_ok(f) || err >= 0)
+	wf_future *f = wf__future_get(h);
+	if (f == NULL || err >= 0)
 		return WF_EINVAL;
 	char *copy = NULL;
 	if (msg != NULL && (copy = strdup(msg)) == NULL)
 		return WF_ENOMEM;
-	return wf__fcore_complete(&f->core, err, NULL, copy, f);
+	return wf__fcore_complete(&f->core, err, NULL, copy, h);
 }
 
-int wf_future_cancel(wf_future *f)
+int wf_future_cancel(wf_future *h)
 {
-	return wf_future_fail(f, WF_ECANCELED, NULL);
+	return wf_future_fail(h, WF_ECANCELED, NULL);
 }
 
-int wf_future_result(const wf_future *f, void **value)
+/* The outcome of a future seen done (acquire: its fields are published). */
+static int future_outcome(wf_future *f, void **value)
 {
-	if (!future_ok(f))
-		return WF_EINVAL;
-	if (!__atomic_load_n(&f->core.done, __ATOMIC_ACQUIRE))
-		return WF_EAGAIN;
 	if (WF__UNLIKELY(f->debug != 0)) /* bookkeeping, not the outcome */
-		__atomic_or_fetch(&((wf_future *)f)->debug, WF__FD_SEEN, __ATOMIC_RELAXED);
+		__atomic_or_fetch(&f->debug, WF__FD_SEEN, __ATOMIC_RELAXED);
 	if (value != NULL)
 		*value = f->core.err == 0 ? f->core.value : NULL;
 	return f->core.err;
 }
 
-int wf_await_timeout(wf_future *f, void **value, uint64_t ms)
+int wf_future_result(const wf_future *h, void **value)
 {
-	if (!future_ok(f))
+	wf_future *f = wf__future_get(h);
+	if (f == NULL)
+		return WF_EINVAL;
+	/* Acquire: pairs with the completion's release store of done. */
+	if (!__atomic_load_n(&f->core.done, __ATOMIC_ACQUIRE))
+		return WF_EAGAIN;
+	return future_outcome(f, value);
+}
+
+int wf_await_timeout(wf_future *h, void **value, uint64_t ms)
+{
+	wf_future *f = wf__future_get(h);
+	if (f == NULL)
 		return WF_EINVAL;
 	int rc = wf__fcore_wait(&f->core, wf__deadline_after_ms(ms));
 	if (rc != 0)
 		return rc;
-	return wf_future_result(f, value);
+	return future_outcome(f, value);
 }
 
-int wf_await(wf_future *f, void **value)
+int wf_await(wf_future *h, void **value)
 {
-	return wf_await_timeout(f, value, WF_FOREVER);
+	return wf_await_timeout(h, value, WF_FOREVER);
 }
 
-bool wf_future_done(const wf_future *f)
+bool wf_future_done(const wf_future *h)
 {
-	return future_ok(f) && __atomic_load_n(&f->core.done, __ATOMIC_ACQUIRE);
+	wf_future *f = wf__future_get(h);
+	return f != NULL && __atomic_load_n(&f->core.done, __ATOMIC_ACQUIRE);
 }
 
-const char *wf_future_errmsg(const wf_future *f)
+const char *wf_future_errmsg(const wf_future *h)
 {
-	if (!wf_future_done(f))
+	wf_future *f = wf__future_get(h);
+	if (f == NULL || !__atomic_load_n(&f->core.done, __ATOMIC_ACQUIRE))
 		return NULL;
 	return f->core.msg;
 }
 
-int wf_future_add_done_callback(wf_future *f, wf_done_cb cb, void *arg)
+int wf_future_add_done_callback(wf_future *h, wf_done_cb cb, void *arg)
 {
-	if (!future_ok(f) || cb == NULL)
+	wf_future *f = wf__future_get(h);
+	if (f == NULL || cb == NULL)
 		return WF_EINVAL;
-	return wf__fcore_add_cb(&f->core, cb, arg, f);
+	return wf__fcore_add_cb(&f->core, cb, arg, h);
 }
 
 /* ---- watching (compose.c) --------------------------------------------- */
@@ -233,7 +283,7 @@ bool wf__fcore_watch(wf__fcore *c, wf__cb_node *n, wf_future *owner)
 	n->next = NULL;
 	n->owned = true;
 	wf__spin_lock(&c->lock);
-	if (c->done) {
+	if (__atomic_load_n(&c->done, __ATOMIC_RELAXED)) {
 		wf__spin_unlock(&c->lock);
 		n->cb(owner, n->arg);
 		return false;
@@ -287,12 +337,13 @@ static void future_report_unseen(wf_future *f)
 		return;
 	if (!__atomic_load_n(&f->core.done, __ATOMIC_ACQUIRE)) {
 		fprintf(stderr, "weft: future %p released while pending: never completed\n",
-			(void *)f);
+			(void *)future_handle(f));
 		return;
 	}
 	int err = f->core.err;
 	if (err == 0 || err == WF_ECANCELED || (d & WF__FD_SEEN))
 		return;
 	const char *msg = f->core.msg ? f->core.msg : wf_strerror(f->core.err);
-	fprintf(stderr, "weft: future %p failed: %s, never awaited\n", (void *)f, msg);
+	fprintf(stderr, "weft: future %p failed: %s, never awaited\n", (void *)future_handle(f),
+		msg);
 }
