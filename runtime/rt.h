@@ -79,16 +79,6 @@ int wf__fcore_wait_what(wf__fcore *c, uint64_t deadline_ns, const char *what);
 wf_future *wf__future_get(const wf_future *handle);
 int wf__future_settle(wf_future *f, int err, void *value, char *msg);
 void wf__future_put(wf_future *f);
-/* wf__fcore_wait, saying what the waiter waits on ("join", ...). */
-int wf__fcore_wait_what(wf__fcore *c, uint64_t deadline_ns, const char *what);
-
-/* Futures are handed out as handles (runtime/handle.h); code that keeps a
- * future keeps the object (wf_task.submit holds wf__future_get(handle)).
- * wf__future_get: the object behind a handle, NULL if stale. settle:
- * completes f (taking msg) and drops one reference; put: drops one. */
-wf_future *wf__future_get(const wf_future *handle);
-int wf__future_settle(wf_future *f, int err, void *value, char *msg);
-void wf__future_put(wf_future *f);
 
 struct wf_future {
 	wf__fcore core;
