@@ -40,7 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "compose_internal.h"
+#include "compose/compose_internal.h"
 
 #define GROUP_MAGIC 0x77666772u /* "wfgr" */
 #define FIRST_CHUNK 16

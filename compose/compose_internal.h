@@ -23,10 +23,10 @@
  * deciding, so an outer request cannot slip in between the look and the
  * take-back.
  */
-#ifndef WEFT_RUNTIME_COMPOSE_INTERNAL_H
-#define WEFT_RUNTIME_COMPOSE_INTERNAL_H
+#ifndef WEFT_COMPOSE_INTERNAL_H
+#define WEFT_COMPOSE_INTERNAL_H
 
-#include "rt.h"
+#include "runtime/rt.h"
 
 enum { WF__CS_TIMEOUT = 1, WF__CS_GROUP = 2 };
 

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "compose_internal.h"
+#include "compose/compose_internal.h"
 
 /* ------------------------------------------------------------------------
  * Running unstarted tasks here

@@ -22,7 +22,7 @@
  */
 #include <string.h>
 
-#include "compose_internal.h"
+#include "compose/compose_internal.h"
 
 typedef struct tscope {
 	wf__cscope cs; /* first: the chain links these */
