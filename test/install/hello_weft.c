@@ -2,10 +2,12 @@
  * A program built against an installed weft (see run): it starts a runtime,
  * spawns a task that sleeps and yields, joins it and checks its result, so
  * the header, the library and its dependencies (libuv, ck, pthreads) are all
- * exercised through the installed files only.
+ * exercised through the installed files only; and that the library loaded
+ * is the version the headers describe.
  */
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <weft.h>
 
@@ -44,7 +46,12 @@ int main(void)
 		fprintf(stderr, "hello_weft: expected 49, got %ld\n", (long)(intptr_t)res);
 		return 1;
 	}
-	printf("hello_weft: weft %d.%d.%d ok\n", WEFT_VERSION_MAJOR, WEFT_VERSION_MINOR,
-	       WEFT_VERSION_PATCH);
+	/* The library loaded is the one the headers describe. */
+	if (wf_version() != WEFT_VERSION_HEX || strcmp(wf_version_string(), WEFT_VERSION_STRING) != 0) {
+		fprintf(stderr, "hello_weft: headers %s, library %s (%#x)\n", WEFT_VERSION_STRING,
+			wf_version_string(), wf_version());
+		return 1;
+	}
+	printf("hello_weft: weft %s ok\n", wf_version_string());
 	return 0;
 }
