@@ -114,6 +114,56 @@ static void runtime_free(wf_runtime *rt, unsigned nworkers_inited)
 	free(rt);
 }
 
+/* ---- subsystems' hooks (subsystem.h) ---------------------------------- */
+
+static unsigned nsubsystems(void)
+{
+	unsigned n = 0;
+	while (wf__subsystems[n] != NULL)
+		n++;
+	return n;
+}
+
+/* Stops the first n subsystems, last first. */
+static void subsystems_stop(wf_runtime *rt, unsigned n)
+{
+	while (n-- > 0)
+		if (wf__subsystems[n]->stop != NULL)
+			wf__subsystems[n]->stop(rt);
+}
+
+static int subsystems_start(wf_runtime *rt)
+{
+	for (unsigned i = 0; wf__subsystems[i] != NULL; i++) {
+		const wf__subsystem *s = wf__subsystems[i];
+		int rc = s->start != NULL ? s->start(rt) : 0;
+		if (rc != 0) {
+			fprintf(stderr, "weft: the %s subsystem failed to start: %s\n", s->name,
+				wf_strerror(rc));
+			subsystems_stop(rt, i);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static void wake_all(wf_runtime *rt)
+{
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		uv_async_send(&rt->workers[i].wakeup);
+}
+
+static void stop_workers(wf_runtime *rt)
+{
+	/* Seq_cst: a parking worker sets its sleeping flag, fences, then
+	 * reads this (scheduler.c, park); the wake-ups below reach those
+	 * that read it too early. */
+	__atomic_store_n(&rt->shutdown, 2, __ATOMIC_SEQ_CST);
+	wake_all(rt);
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		pthread_join(rt->workers[i].thread, NULL);
+}
+
 int wf_runtime_start(const wf_config *cfg_in, wf_runtime **out)
 {
 	if (out == NULL)
@@ -181,8 +231,44 @@ int wf_runtime_start(const wf_config *cfg_in, wf_runtime **out)
 	while (rt->started < rt->nworkers)
 		pthread_cond_wait(&rt->start_cv, &rt->start_mu);
 	pthread_mutex_unlock(&rt->start_mu);
+	if ((rc = subsystems_start(rt)) != 0) {
+		stop_workers(rt);
+		runtime_free(rt, rt->nworkers);
+		return rc;
+	}
 	*out = rt;
 	return 0;
+}
+
+/* The submission's half of the gate with wf_runtime_shutdown: count the
+ * call in progress, then look at the flag. Both are seq_cst, and shutdown
+ * does the mirror image (set the flag, then read the count), so in the
+ * single order of seq_cst operations one of them comes first: either this
+ * call sees the flag and refuses, or shutdown sees the count and waits
+ * for the call to end, by which time the new task is counted as started
+ * (and so awaited by the drain) and queued where a running worker takes
+ * it. A plain check of the flag alone, as on x86 one might hope for, lets
+ * a call that passed it queue a task after the workers stopped. */
+static bool submit_enter(wf_runtime *rt)
+{
+	__atomic_add_fetch(&rt->submitting, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&rt->shutdown, __ATOMIC_SEQ_CST) == 0)
+		return true;
+	__atomic_sub_fetch(&rt->submitting, 1, __ATOMIC_RELEASE);
+	return false;
+}
+
+/* Release: pairs with the acquire loads of wait_submissions, which then
+ * see the task counted in foreign_started (or n_started) and queued. */
+static void submit_leave(wf_runtime *rt)
+{
+	__atomic_sub_fetch(&rt->submitting, 1, __ATOMIC_RELEASE);
+}
+
+static void wait_submissions(wf_runtime *rt)
+{
+	while (__atomic_load_n(&rt->submitting, __ATOMIC_ACQUIRE) != 0)
+		sched_yield();
 }
 
 int wf_runtime_submit(wf_runtime *rt, wf_fn fn, void *arg, wf_future **out)
@@ -191,17 +277,21 @@ int wf_runtime_submit(wf_runtime *rt, wf_fn fn, void *arg, wf_future **out)
 		*out = NULL;
 	if (rt == NULL || fn == NULL || out == NULL)
 		return WF_EINVAL;
-	if (__atomic_load_n(&rt->shutdown, __ATOMIC_ACQUIRE) != 0)
+	if (!submit_enter(rt))
 		return WF_ESHUTDOWN;
+	int rc = 0;
 	wf_future *f = wf_future_new();
-	if (f == NULL)
-		return WF_ENOMEM;
+	if (f == NULL) {
+		rc = WF_ENOMEM;
+		goto out;
+	}
 	wf__worker *w = wf__self();
 	bool local = w != NULL && w->rt == rt && w->current != NULL;
 	wf_task *t = wf__task_alloc(rt, local ? w : NULL);
 	if (t == NULL) {
 		wf_future_release(f);
-		return WF_ENOMEM;
+		rc = WF_ENOMEM;
+		goto out;
 	}
 	t->fn = fn;
 	t->arg = arg;
@@ -213,7 +303,9 @@ int wf_runtime_submit(wf_runtime *rt, wf_fn fn, void *arg, wf_future **out)
 	else
 		wf__inject(rt, t);
 	*out = f;
-	return 0;
+out:
+	submit_leave(rt);
+	return rc;
 }
 
 static uint64_t sum_started(wf_runtime *rt)
@@ -232,12 +324,6 @@ static uint64_t sum_finished(wf_runtime *rt)
 	return n;
 }
 
-static void wake_all(wf_runtime *rt)
-{
-	for (unsigned i = 0; i < rt->nworkers; i++)
-		uv_async_send(&rt->workers[i].wakeup);
-}
-
 static void cancel_everything(wf_runtime *rt)
 {
 	__atomic_add_fetch(&rt->cancel_epoch, 1, __ATOMIC_SEQ_CST);
@@ -254,10 +340,14 @@ int wf_runtime_shutdown(wf_runtime *rt)
 	wf__worker *self = wf__self();
 	if (self != NULL && self->rt == rt)
 		return WF_EDEADLK;
+	/* Seq_cst: the other half of submit_enter's gate. */
 	int zero = 0;
 	if (!__atomic_compare_exchange_n(&rt->shutdown, &zero, 1, false, __ATOMIC_SEQ_CST,
 					 __ATOMIC_SEQ_CST))
 		return WF_EALREADY;
+	/* Submissions that got in before the flag: their tasks must be
+	 * counted before the drain compares the counters. */
+	wait_submissions(rt);
 
 	uint64_t waited_ms = 0;
 	for (;;) {
@@ -277,13 +367,17 @@ int wf_runtime_shutdown(wf_runtime *rt)
 				(unsigned long long)waited_ms);
 	}
 	/* A plain thread that woke the last task may still be signalling its
-	 * worker: let it finish before the workers' loops close. */
+	 * worker: let it finish before the workers' loops close. Acquire:
+	 * pairs with the release decrement in the scheduler's make_runnable.
+	 * Its increment came before the push of the task (seq_cst), so it is
+	 * visible here once the task's finish is (the drain's acquire loads
+	 * of the counters). */
 	while (__atomic_load_n(&rt->foreign_wakes, __ATOMIC_ACQUIRE) != 0)
 		sched_yield();
-	__atomic_store_n(&rt->shutdown, 2, __ATOMIC_SEQ_CST);
-	wake_all(rt);
-	for (unsigned i = 0; i < rt->nworkers; i++)
-		pthread_join(rt->workers[i].thread, NULL);
+	subsystems_stop(rt, nsubsystems());
+	stop_workers(rt);
+	/* Calls refused meanwhile still touch the count: let them leave. */
+	wait_submissions(rt);
 	runtime_free(rt, rt->nworkers);
 	return 0;
 }
