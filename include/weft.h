@@ -114,9 +114,16 @@ typedef void *(*wf_fn)(void *arg);
  * Runtime lifecycle
  * ---------------------------------------------------------------------- */
 enum wf_debug_flags {
-	WF_DEBUG_CHECKS = 1u << 0, /* extra checks; reports futures never awaited */
-	WF_DEBUG_TRACE = 1u << 1,  /* scheduler events on stderr */
+	WF_DEBUG_CHECKS = 1u << 0, /* extra checks; reports futures never awaited
+				    * and calls that fail without a code */
+	/* 1u << 1 was WF_DEBUG_TRACE, which never did anything: removed, and
+	 * refused like every unknown flag. */
 };
+
+/* The limits of wf_config and of its environment variables. */
+#define WF_WORKERS_MAX 4096u
+#define WF_STACK_SIZE_MIN ((size_t)16 * 1024)
+#define WF_STACK_SIZE_MAX ((uint64_t)1 << 32)
 
 typedef struct wf_config {
 	unsigned workers;  /* worker threads; 0: number of cores */
@@ -126,9 +133,17 @@ typedef struct wf_config {
 	uint64_t reserved[8]; /* zero: room for later fields (see ABI above) */
 } wf_config;
 
-/* Fills *cfg with the defaults, then applies the environment:
- * WEFT_WORKERS=<n>, WEFT_STACK_KIB=<n>, WEFT_DEBUG=<flags>. Fields set by
- * the program after this call win over both. */
+/* Fills *cfg with the defaults, then applies the environment, each value
+ * a base-10 number ("010" is ten):
+ *   WEFT_WORKERS=<n>     0 to WF_WORKERS_MAX (4096); 0: one per core
+ *   WEFT_STACK_KIB=<n>   0 (the default) or 16 to 4194304 (4 GiB)
+ *   WEFT_DEBUG=<flags>   a sum of WF_DEBUG_* flags: 0 or 1
+ * Fields set by the program after this call win over both. The fields
+ * accept the same ranges (stack_size in bytes: 0, or WF_STACK_SIZE_MIN to
+ * WF_STACK_SIZE_MAX). A value out of range, negative, or not a number
+ * fails the start (wf_run, wf_runtime_start) with WF_EINVAL and a line on
+ * stderr naming the variable or field, its value and the accepted range;
+ * wf_run_ex also hands that line over. */
 WF_EXTERN void wf_config_init(wf_config *cfg);
 
 /* asyncio.run: starts a runtime (cfg may be NULL: wf_config_init defaults),
@@ -137,6 +152,11 @@ WF_EXTERN void wf_config_init(wf_config *cfg);
  * Returns main's outcome: 0, main's failure code, or a start-up error.
  * Every task handle and future of the runtime is invalid once it returns. */
 WF_EXTERN int wf_run(const wf_config *cfg, wf_fn main, void *arg, void **result);
+/* wf_run that also hands over a message: main's failure message (wf_fail),
+ * or what was wrong with the configuration. *errmsg (errmsg may be NULL)
+ * is NULL or a malloc'd string the caller frees. */
+WF_EXTERN int wf_run_ex(const wf_config *cfg, wf_fn main, void *arg, void **result,
+			char **errmsg);
 
 /* Embedding: start a runtime in the background. *out is freed by
  * wf_runtime_shutdown. Environment and NULL cfg as for wf_run. */
@@ -146,14 +166,20 @@ WF_EXTERN int wf_runtime_start(const wf_config *cfg, wf_runtime **out);
  * another runtime, or a plain thread), run fn(arg) as a new task of rt.
  * *out receives a future completed with the task's outcome; the caller owns
  * it and releases it with wf_future_release. WF_ESHUTDOWN once shutdown
- * has begun. */
+ * has begun. A call racing the start of wf_runtime_shutdown is either
+ * refused (WF_ESHUTDOWN) or accepted, and then its future is complete (the
+ * task's outcome, or WF_ECANCELED) when the shutdown returns. rt must still
+ * exist when the call is made: no call may start once wf_runtime_shutdown
+ * may have returned. */
 WF_EXTERN int wf_runtime_submit(wf_runtime *rt, wf_fn fn, void *arg, wf_future **out);
 
 /* Stops rt: cancels every task still running (repeatedly, for
  * shutdown_grace_ms, as a task may catch one cancellation), waits for them
  * all, stops the workers, frees the runtime. Call it from a plain thread,
  * never from one of rt's own tasks (WF_EDEADLK). A task that never
- * suspends again cannot be stopped and makes this wait. */
+ * suspends again cannot be stopped and makes this wait: after
+ * shutdown_grace_ms the tasks still running are listed on stderr (name,
+ * state, what each waits on). */
 WF_EXTERN int wf_runtime_shutdown(wf_runtime *rt);
 
 /* The runtime of the calling task, or NULL on a plain thread. */
@@ -177,11 +203,14 @@ typedef struct wf_spawn_opts {
 #define WF_SPAWN_OPTS_INIT WF__ZERO_INIT
 
 /* [task] asyncio.create_task: schedules fn(arg) as a new task and returns
- * its handle, or NULL (out of memory, or not called from a task: use
- * wf_runtime_submit there). The handle is the caller's: give it back with
- * wf_join (waits) or wf_detach (does not wait). A task that has not started
- * when it is joined runs at once on the joiner's stack (no switch), unless
- * it asked for a stack size of its own. */
+ * its handle, or NULL: out of memory, or not called from a task (a plain
+ * thread, or a libuv callback on a worker). From a plain thread use
+ * wf_runtime_submit; wf_spawn_ex tells the two apart (WF_ENOMEM,
+ * WF_ENOTTASK), and in debug mode (WF_DEBUG_CHECKS, or WEFT_DEBUG=1 for a
+ * plain thread) wf_spawn says why on stderr. The handle is the caller's:
+ * give it back with wf_join (waits) or wf_detach (does not wait). A task
+ * that has not started when it is joined runs at once on the joiner's
+ * stack (no switch), unless it asked for a stack size of its own. */
 WF_EXTERN wf_task *wf_spawn(wf_fn fn, void *arg);
 /* [task] wf_spawn with options (opts may be NULL); 0 or WF_EINVAL,
  * WF_ENOMEM, WF_ENOTTASK. out may be NULL only for a detached task. */

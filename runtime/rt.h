@@ -277,6 +277,11 @@ struct wf_runtime {
 wf__worker *wf__self(void);
 extern __thread wf__worker *wf__tls_worker __attribute__((tls_model("initial-exec")));
 
+/* runtime.c: says on stderr, in debug mode (WF_DEBUG_CHECKS), why a call
+ * failed that has no code to say it with (see runtime.c). */
+void wf__debug_note(const wf_runtime *rt, const char *fmt, ...)
+	__attribute__((cold, format(printf, 2, 3)));
+
 /* scheduler.c */
 void wf__sched_switch_out(wf__worker *w, int reason);
 void wf__task_wake(wf_task *t);

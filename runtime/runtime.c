@@ -10,32 +10,102 @@
  * for tasks that caught one, then stops the workers and frees everything,
  * handles the program never gave back included.
  */
+#include <errno.h>
+#include <limits.h>
 #include <sched.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "abi.h"
 #include "rt.h"
 #include "subsystem.h"
 
 #define DEFAULT_STACK_KIB 64
 #define DEFAULT_GRACE_MS 2000
 #define RECANCEL_MS 50
+#define DEBUG_KNOWN ((unsigned)WF_DEBUG_CHECKS)
+#define STUCK_LISTED 20 /* tasks named by the shutdown's report */
 
-static unsigned env_unsigned(const char *name, unsigned dflt)
+/* ---- configuration ------------------------------------------------------ */
+
+/* What each setting accepts, in the words of the messages (the same limits
+ * are documented at wf_config_init). */
+#define WORKERS_RANGE "0 to 4096 (0: one per core)"
+#define STACK_KIB_RANGE "0 (the default) or 16 to 4194304"
+#define STACK_SIZE_RANGE "0 (the default) or 16384 to 4294967296"
+#define DEBUG_RANGE "0 or 1 (WF_DEBUG_CHECKS = 1)"
+
+/* An environment variable as read: unset (text NULL), a number, or what is
+ * wrong with it. Base 10 only: "010" is ten, not eight. */
+typedef struct env_value {
+	const char *name, *text;
+	uint64_t value;
+	const char *problem;
+} env_value;
+
+static env_value env_read(const char *name)
 {
-	const char *s = getenv(name);
-	if (s == NULL || *s == '\0')
-		return dflt;
-	char *end;
-	unsigned long v = strtoul(s, &end, 0);
-	if (*end != '\0' || v > 1u << 20) {
-		fprintf(stderr, "weft: ignoring %s=%s (not a number in range)\n", name, s);
-		return dflt;
+	env_value e = {.name = name, .text = getenv(name)};
+	if (e.text == NULL || e.text[0] == '\0') {
+		e.text = NULL;
+		return e;
 	}
-	return (unsigned)v;
+	const char *s = e.text;
+	if (s[0] == '-') {
+		e.problem = "is negative";
+		return e;
+	}
+	if (s[0] < '0' || s[0] > '9') { /* strtoull would take "+1", " 1" */
+		e.problem = "is not a base-10 number";
+		return e;
+	}
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (*end != '\0')
+		e.problem = "is not a base-10 number";
+	else if (errno == ERANGE)
+		e.problem = "is too large";
+	else
+		e.value = v;
+	return e;
+}
+
+/* Values wf_config_init stores for a variable that is not a number: out
+ * of range, so the start fails and names the variable. */
+#define BAD_WORKERS UINT_MAX
+#define BAD_STACK SIZE_MAX
+#define BAD_DEBUG UINT_MAX
+
+static unsigned env_workers(void)
+{
+	env_value e = env_read("WEFT_WORKERS");
+	if (e.text == NULL)
+		return 0;
+	return e.problem != NULL || e.value > WF_WORKERS_MAX ? BAD_WORKERS : (unsigned)e.value;
+}
+
+static size_t env_stack_size(void)
+{
+	env_value e = env_read("WEFT_STACK_KIB");
+	if (e.text == NULL)
+		return 0;
+	if (e.problem != NULL || e.value > WF_STACK_SIZE_MAX / 1024)
+		return BAD_STACK;
+	return (size_t)e.value * 1024;
+}
+
+static unsigned env_debug(void)
+{
+	env_value e = env_read("WEFT_DEBUG");
+	if (e.text == NULL)
+		return 0;
+	return e.problem != NULL || e.value > UINT_MAX ? BAD_DEBUG : (unsigned)e.value;
 }
 
 void wf_config_init(wf_config *cfg)
@@ -43,10 +113,79 @@ void wf_config_init(wf_config *cfg)
 	if (cfg == NULL)
 		return;
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->workers = env_unsigned("WEFT_WORKERS", 0);
-	cfg->stack_size = (size_t)env_unsigned("WEFT_STACK_KIB", 0) * 1024;
-	cfg->debug = env_unsigned("WEFT_DEBUG", 0);
+	cfg->workers = env_workers();
+	cfg->stack_size = env_stack_size();
+	cfg->debug = env_debug();
 	cfg->shutdown_grace_ms = DEFAULT_GRACE_MS;
+}
+
+/* A bad field that holds what the environment variable put there is the
+ * variable's fault: the message names the variable and its text. */
+static bool env_to_blame(const char *name, bool (*ok)(uint64_t), uint64_t field,
+			 uint64_t bad, uint64_t scale, char *msg, size_t cap, const char *range)
+{
+	env_value e = env_read(name);
+	if (e.text == NULL)
+		return false;
+	if (e.problem != NULL) {
+		if (field != bad)
+			return false;
+		snprintf(msg, cap, "%s=%.40s %s: accepted %s", name, e.text, e.problem, range);
+		return true;
+	}
+	if (ok(e.value) || (field != bad && field != e.value * scale))
+		return false;
+	snprintf(msg, cap, "%s=%.40s is out of range: accepted %s", name, e.text, range);
+	return true;
+}
+
+static bool workers_ok(uint64_t v) { return v <= WF_WORKERS_MAX; }
+static bool stack_kib_ok(uint64_t v)
+{
+	return v == 0 || (v >= WF_STACK_SIZE_MIN / 1024 && v <= WF_STACK_SIZE_MAX / 1024);
+}
+static bool debug_ok(uint64_t v) { return (v & ~(uint64_t)DEBUG_KNOWN) == 0; }
+
+/* 0, or WF_EINVAL with what is wrong in msg (no "weft: " in front). */
+static int config_check(const wf_config *cfg, char *msg, size_t cap)
+{
+	if (!workers_ok(cfg->workers)) {
+		if (!env_to_blame("WEFT_WORKERS", workers_ok, cfg->workers, BAD_WORKERS, 1, msg, cap,
+				  WORKERS_RANGE))
+			snprintf(msg, cap, "wf_config.workers is %u: accepted " WORKERS_RANGE,
+				 cfg->workers);
+		return WF_EINVAL;
+	}
+	if (cfg->stack_size != 0 &&
+	    (cfg->stack_size < WF_STACK_SIZE_MIN || cfg->stack_size > WF_STACK_SIZE_MAX)) {
+		if (!env_to_blame("WEFT_STACK_KIB", stack_kib_ok, cfg->stack_size, BAD_STACK, 1024,
+				  msg, cap, STACK_KIB_RANGE))
+			snprintf(msg, cap, "wf_config.stack_size is %zu bytes: accepted " STACK_SIZE_RANGE,
+				 cfg->stack_size);
+		return WF_EINVAL;
+	}
+	if (!debug_ok(cfg->debug)) {
+		if (!env_to_blame("WEFT_DEBUG", debug_ok, cfg->debug, BAD_DEBUG, 1, msg, cap,
+				  DEBUG_RANGE))
+			snprintf(msg, cap, "wf_config.debug is %#x, unknown flags %#x: accepted " DEBUG_RANGE,
+				 cfg->debug, cfg->debug & ~DEBUG_KNOWN);
+		return WF_EINVAL;
+	}
+	if (!WF__RESERVED_ZERO(cfg)) {
+		snprintf(msg, cap, "wf_config.reserved is not zero: initialise wf_config with "
+				   "wf_config_init");
+		return WF_EINVAL;
+	}
+	return 0;
+}
+
+/* The start-up failure's message: on stderr always, and to the caller of
+ * wf_run_ex. */
+static void config_report(const char *msg, char **errmsg)
+{
+	fprintf(stderr, "weft: %s\n", msg);
+	if (errmsg != NULL)
+		*errmsg = strdup(msg);
 }
 
 static unsigned ncores(void)
@@ -164,11 +303,12 @@ static void stop_workers(wf_runtime *rt)
 		pthread_join(rt->workers[i].thread, NULL);
 }
 
-int wf_runtime_start(const wf_config *cfg_in, wf_runtime **out)
+/* Live runtimes with WF_DEBUG_CHECKS, for the debug notes of calls that
+ * know no runtime (a plain thread's). */
+static unsigned debug_runtimes; /* atomic */
+
+static int runtime_start(const wf_config *cfg_in, wf_runtime **out, char **errmsg)
 {
-	if (out == NULL)
-		return WF_EINVAL;
-	*out = NULL;
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	pthread_once(&once, wf__stacks_global_init);
 
@@ -178,8 +318,11 @@ int wf_runtime_start(const wf_config *cfg_in, wf_runtime **out)
 	} else {
 		wf_config_init(&cfg);
 	}
-	if (cfg.workers > 4096 || (cfg.stack_size != 0 && cfg.stack_size < 16 * 1024))
+	char msg[256];
+	if (config_check(&cfg, msg, sizeof(msg)) != 0) {
+		config_report(msg, errmsg);
 		return WF_EINVAL;
+	}
 	wf_runtime *rt = calloc(1, sizeof(*rt));
 	if (rt == NULL)
 		return WF_ENOMEM;
@@ -236,8 +379,18 @@ int wf_runtime_start(const wf_config *cfg_in, wf_runtime **out)
 		runtime_free(rt, rt->nworkers);
 		return rc;
 	}
+	if (cfg.debug & WF_DEBUG_CHECKS)
+		__atomic_add_fetch(&debug_runtimes, 1, __ATOMIC_RELAXED);
 	*out = rt;
 	return 0;
+}
+
+int wf_runtime_start(const wf_config *cfg, wf_runtime **out)
+{
+	if (out == NULL)
+		return WF_EINVAL;
+	*out = NULL;
+	return runtime_start(cfg, out, NULL);
 }
 
 /* The submission's half of the gate with wf_runtime_shutdown: count the
@@ -378,18 +531,22 @@ int wf_runtime_shutdown(wf_runtime *rt)
 	stop_workers(rt);
 	/* Calls refused meanwhile still touch the count: let them leave. */
 	wait_submissions(rt);
+	if (rt->cfg.debug & WF_DEBUG_CHECKS)
+		__atomic_sub_fetch(&debug_runtimes, 1, __ATOMIC_RELAXED);
 	runtime_free(rt, rt->nworkers);
 	return 0;
 }
 
-int wf_run(const wf_config *cfg, wf_fn main_fn, void *arg, void **result)
+int wf_run_ex(const wf_config *cfg, wf_fn main_fn, void *arg, void **result, char **errmsg)
 {
 	if (result != NULL)
 		*result = NULL;
+	if (errmsg != NULL)
+		*errmsg = NULL;
 	if (main_fn == NULL)
 		return WF_EINVAL;
 	wf_runtime *rt;
-	int rc = wf_runtime_start(cfg, &rt);
+	int rc = runtime_start(cfg, &rt, errmsg);
 	if (rc != 0)
 		return rc;
 	wf_future *f;
@@ -399,12 +556,43 @@ int wf_run(const wf_config *cfg, wf_fn main_fn, void *arg, void **result)
 		return rc;
 	}
 	rc = wf_await(f, result);
+	if (rc != 0 && errmsg != NULL && wf_future_errmsg(f) != NULL)
+		*errmsg = strdup(wf_future_errmsg(f));
 	wf_future_release(f);
 	wf_runtime_shutdown(rt);
 	for (const wf__subsystem *const *s = wf__subsystems; *s != NULL; s++)
 		if ((*s)->run_end != NULL)
 			(*s)->run_end();
 	return rc;
+}
+
+int wf_run(const wf_config *cfg, wf_fn main_fn, void *arg, void **result)
+{
+	return wf_run_ex(cfg, main_fn, arg, result, NULL);
+}
+
+/* Says what went wrong on stderr, in debug mode only: for calls whose
+ * failure has no code to carry it (wf_spawn's NULL). rt: the runtime the
+ * call concerns, or NULL if it knows none (a plain thread): then any live
+ * runtime in debug mode, or WEFT_DEBUG, turns the note on. */
+void wf__debug_note(const wf_runtime *rt, const char *fmt, ...)
+{
+	bool on;
+	if (rt != NULL) {
+		on = (rt->cfg.debug & WF_DEBUG_CHECKS) != 0;
+	} else {
+		env_value e = env_read("WEFT_DEBUG");
+		on = __atomic_load_n(&debug_runtimes, __ATOMIC_RELAXED) != 0 ||
+		     (e.text != NULL && e.problem == NULL && (e.value & WF_DEBUG_CHECKS));
+	}
+	if (!on)
+		return;
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "weft: %s\n", msg);
 }
 
 wf_runtime *wf_runtime_current(void)
