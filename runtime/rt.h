@@ -264,7 +264,6 @@ struct wf_runtime {
 	uint64_t foreign_started; /* atomic: tasks submitted from plain threads */
 	int foreign_wakes;        /* atomic: wakes by plain threads in progress */
 	int submitting;           /* atomic: wf_runtime_submit calls in progress */
-	int submitting;           /* atomic: wf_runtime_submit calls in progress */
 	pthread_mutex_t foreign_mu;
 	wf_task foreign_reg; /* registry of tasks allocated on plain threads */
 	unsigned started; /* workers up; start_mu */
