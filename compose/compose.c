@@ -18,10 +18,13 @@
  * task suspended there would hold the caller, which could then neither
  * return the first failure at once nor pass a cancellation on.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "compose/compose_internal.h"
+#include "runtime/handle.h"
+#include "runtime/waiting.h"
 
 /* ------------------------------------------------------------------------
  * Running unstarted tasks here
@@ -68,9 +71,11 @@ bool wf__task_run_here(wf_task *t)
  * Cancel scopes (see compose_internal.h)
  * ---------------------------------------------------------------------- */
 
-void wf__cscope_push(wf__cscope *cs, wf_task *me, int kind)
+void wf__cscope_push(wf__cscope *cs, wf_task *me, int kind, const char *file, int line)
 {
 	cs->lock = (wf__spinlock)WF__SPINLOCK_INIT;
+	cs->file = file;
+	cs->line = line;
 	cs->task = me;
 	cs->kind = kind;
 	cs->requested = 0;
@@ -84,6 +89,8 @@ void wf__cscope_request_locked(wf__cscope *cs)
 {
 	if (__atomic_load_n(&cs->requested, __ATOMIC_RELAXED))
 		return;
+	/* Release: pairs with the acquire loads of requested outside the
+	 * lock (wf_timeout_expired, the leave's settling). */
 	__atomic_store_n(&cs->requested, 1, __ATOMIC_RELEASE);
 	wf__task_cancel_request(cs->task);
 }
@@ -130,6 +137,60 @@ bool wf__cscope_pop(wf__cscope *cs)
 }
 
 /* ------------------------------------------------------------------------
+ * Scopes left open at a task's exit
+ * ---------------------------------------------------------------------- */
+
+static const char *cscope_kind_name(const wf__cscope *cs)
+{
+	return cs->kind == WF__CS_GROUP ? "task group" : "timeout scope";
+}
+
+/* t returned with scopes still open (an early return that skipped a leave).
+ * Runs on t's own stack (t is the current task), before its outcome is
+ * published: each scope is reported, then closed, innermost first (a
+ * group's children are cancelled and awaited, so none outlives t; a
+ * timeout's helper is stopped). The scopes' state lives off the stack, so
+ * nothing here reads the frames that returned. t then fails with
+ * WF_EINVAL, saying which scope it returned inside. */
+void wf__task_exit_scopes(wf_task *t)
+{
+	char msg[200];
+	msg[0] = '\0';
+	unsigned n = 0;
+	while (t->cscope != NULL) {
+		wf__cscope *cs = t->cscope;
+		const char *file = cs->file != NULL ? cs->file : "an unknown place";
+		int line = cs->file != NULL ? cs->line : 0;
+		char where[128];
+		if (line > 0)
+			snprintf(where, sizeof(where), "%s:%d", file, line);
+		else
+			snprintf(where, sizeof(where), "%s", file);
+		fprintf(stderr,
+			"weft: task \"%s\" returned inside an open %s (opened at %s): closing it%s\n",
+			wf__task_name(t), cscope_kind_name(cs), where,
+			cs->kind == WF__CS_GROUP ? ", its children cancelled" : "");
+		if (n++ == 0)
+			snprintf(msg, sizeof(msg), "returned inside an open %s opened at %s",
+				 cscope_kind_name(cs), where);
+		if (cs->kind == WF__CS_GROUP)
+			wf__group_close(cs);
+		else
+			wf__timeout_close(cs);
+	}
+	if (n > 1) {
+		size_t len = strlen(msg);
+		snprintf(msg + len, sizeof(msg) - len, " (and %u more)", n - 1);
+	}
+	/* The task's own failure, if it had one, is replaced: a scope left
+	 * open is a bug in the task, and must not pass for its outcome. */
+	char *copy = strdup(msg);
+	free(t->fail_msg);
+	t->fail_msg = copy;
+	t->fail_err = WF_EINVAL;
+}
+
+/* ------------------------------------------------------------------------
  * Outcomes
  * ---------------------------------------------------------------------- */
 
@@ -152,12 +213,9 @@ typedef struct items {
 	size_t n;
 } items;
 
-static bool future_ok(const wf_future *f)
-{
-	/* wf_future_done is false for a bad handle; only NULL is caught
-	 * cheaply without future.c's magic. */
-	return f != NULL;
-}
+/* What a handle that went stale during a call (the caller gave it back
+ * meanwhile: a bug in the program) reads as: done, failed WF_EINVAL. */
+static wf__fcore stale_core = {.done = 1, .err = WF_EINVAL};
 
 static int items_check(const items *it)
 {
@@ -166,14 +224,22 @@ static int items_check(const items *it)
 	if (it->tasks == NULL && it->futures == NULL)
 		return WF_EINVAL;
 	for (size_t i = 0; i < it->n; i++)
-		if (it->tasks != NULL ? !wf__task_handle_ok(it->tasks[i]) : !future_ok(it->futures[i]))
+		if (it->tasks != NULL ? wf__task_get(it->tasks[i]) == NULL
+				      : wf__future_get(it->futures[i]) == NULL)
 			return WF_EINVAL;
 	return 0;
 }
 
+/* The completion core of item i, whose handle the caller has not given
+ * back yet. */
 static wf__fcore *item_core(const items *it, size_t i)
 {
-	return it->tasks != NULL ? &it->tasks[i]->core : &it->futures[i]->core;
+	if (it->tasks != NULL) {
+		wf_task *t = wf__task_get(it->tasks[i]);
+		return t != NULL ? &t->core : &stale_core;
+	}
+	wf_future *f = wf__future_get(it->futures[i]);
+	return f != NULL ? &f->core : &stale_core;
 }
 
 static wf_future *item_owner(const items *it, size_t i)
@@ -303,28 +369,14 @@ static void mw_watch(mwatch *mw, const items *it, size_t i)
 /* Waits until the set is ready: 0, WF_ETIMEDOUT or WF_ECANCELED. */
 static int mw_wait(mwatch *mw, uint64_t deadline)
 {
-	wf__thread_waiter tw;
-	wf__waiter *w;
 	wf__spin_lock(&mw->lock);
 	if (mw_ready_locked(mw)) {
 		wf__spin_unlock(&mw->lock);
 		return 0;
 	}
-	int rc = wf__wait_prepare(&w, &tw);
-	if (rc != 0) {
-		wf__spin_unlock(&mw->lock);
-		return rc;
-	}
-	mw->waiter = w;
-	wf__spin_unlock(&mw->lock);
-	rc = wf__wait(w, deadline);
-	if (rc != 0) {
-		wf__spin_lock(&mw->lock);
-		if (mw->waiter == w)
-			mw->waiter = NULL;
-		wf__spin_unlock(&mw->lock);
-	}
-	return rc;
+	wf__waiting wg = {.lock = &mw->lock, .slot = &mw->waiter, .what = "tasks or futures",
+			  .obj = mw, .deadline = deadline};
+	return wf__wait_on(&wg);
 }
 
 /* Unlinks every node whose callback has not run, and drops the waiter's
@@ -530,24 +582,25 @@ int wf_wait_futures(wf_future *const *futures, size_t n, int when, uint64_t time
  * wait_for
  * ---------------------------------------------------------------------- */
 
-int wf_wait_for(wf_task *t, void **result, uint64_t timeout_ms)
+int wf_wait_for(wf_task *h, void **result, uint64_t timeout_ms)
 {
 	if (result != NULL)
 		*result = NULL;
-	if (!wf__task_handle_ok(t))
+	wf_task *t = wf__task_get(h);
+	if (t == NULL)
 		return WF_EINVAL;
 	wf_task *me = wf__current();
 	if (t == me)
 		return WF_EDEADLK;
-	int rc = wf__fcore_wait(&t->core, wf__deadline_after_ms(timeout_ms));
+	int rc = wf__fcore_wait_what(&t->core, wf__deadline_after_ms(timeout_ms), "join");
 	if (rc == 0)
-		return wf_join(t, result);
+		return wf_join(h, result);
 	if (rc == WF_ECANCELED && me != NULL) {
 		/* As wf_join: the caller's cancellation goes on to t, and
 		 * stays the caller's only if t ends cancelled. */
 		me->cancelling--;
 		wf__task_cancel_request(t);
-		rc = wf_join(t, result);
+		rc = wf_join(h, result);
 		if (rc == WF_ECANCELED)
 			me->cancelling++;
 		return rc;
@@ -555,8 +608,8 @@ int wf_wait_for(wf_task *t, void **result, uint64_t timeout_ms)
 	if (rc != WF_ETIMEDOUT)
 		return rc;
 	int before = me != NULL ? me->cancelling : 0;
-	wf_cancel(t);
-	rc = wf_join(t, result);
+	wf_cancel(h);
+	rc = wf_join(h, result);
 	if (rc != WF_ECANCELED)
 		return rc; /* t finished anyway */
 	if (me != NULL && me->cancelling > before)
@@ -585,11 +638,14 @@ int wf_wait_for_future(wf_future *f, void **value, uint64_t timeout_ms)
  * ---------------------------------------------------------------------- */
 
 struct wf_as_completed {
+	wf__hdr hdr; /* handed out as a handle */
 	items it;
 	size_t next; /* how many were handed out */
 	mwatch *mw;
 	void *array; /* the copy of the caller's array */
 };
+
+static wf__htype ac_type = WF__HTYPE_INIT(WF__K_AS_COMPLETED, struct wf_as_completed);
 
 static int as_completed_new(items it, wf_as_completed **out)
 {
@@ -599,12 +655,13 @@ static int as_completed_new(items it, wf_as_completed **out)
 	int rc = items_check(&it);
 	if (rc != 0)
 		return rc;
-	wf_as_completed *ac = calloc(1, sizeof(*ac));
+	wf_as_completed *ac = wf__hobj_alloc(&ac_type);
 	size_t bytes = it.n * sizeof(void *);
 	void *array = it.n > 0 ? malloc(bytes) : NULL;
 	mwatch *mw = it.n > 0 ? mw_new(it.n, 0, 1) : NULL;
 	if (ac == NULL || (it.n > 0 && (array == NULL || mw == NULL))) {
-		free(ac);
+		if (ac != NULL)
+			wf__hobj_free(&ac_type, ac);
 		free(array);
 		free(mw);
 		return WF_ENOMEM;
@@ -622,7 +679,7 @@ static int as_completed_new(items it, wf_as_completed **out)
 	ac->array = array;
 	for (size_t i = 0; i < it.n; i++)
 		mw_watch(mw, &ac->it, i);
-	*out = ac;
+	*out = wf__handle_of(ac);
 	return 0;
 }
 
@@ -640,8 +697,9 @@ int wf_as_completed_new_futures(wf_future *const *futures, size_t n, wf_as_compl
 	return as_completed_new((items){.futures = futures, .n = n}, out);
 }
 
-int wf_as_completed_next(wf_as_completed *ac, uint64_t timeout_ms, size_t *index)
+int wf_as_completed_next(wf_as_completed *h, uint64_t timeout_ms, size_t *index)
 {
+	wf_as_completed *ac = wf__handle_get(h, WF__K_AS_COMPLETED);
 	if (ac == NULL || index == NULL)
 		return WF_EINVAL;
 	if (ac->next == ac->it.n)
@@ -659,14 +717,15 @@ int wf_as_completed_next(wf_as_completed *ac, uint64_t timeout_ms, size_t *index
 	return 0;
 }
 
-void wf_as_completed_free(wf_as_completed *ac)
+void wf_as_completed_free(wf_as_completed *h)
 {
+	wf_as_completed *ac = wf__handle_get(h, WF__K_AS_COMPLETED);
 	if (ac == NULL)
 		return;
 	if (ac->mw != NULL)
 		mw_free(ac->mw, ac->it.n);
 	free(ac->array);
-	free(ac);
+	wf__hobj_free(&ac_type, ac);
 }
 
 /* ------------------------------------------------------------------------
@@ -675,8 +734,8 @@ void wf_as_completed_free(wf_as_completed *ac)
 
 typedef struct shield {
 	wf__cb_node cb;
-	wf_task *task;
-	wf_future *future;
+	wf_task *task;     /* its handle, joined by the callback */
+	wf_future *future; /* the object (wf__future_get): the callback's reference */
 } shield;
 
 /* Runs once the task finished (on the thread that finished it): the
@@ -689,17 +748,17 @@ static void shield_on_done(wf_future *owner, void *arg)
 	void *value = NULL;
 	char *msg = NULL;
 	int err = wf_join_ex(s->task, &value, &msg);
-	wf__fcore_complete(&s->future->core, err, value, msg, s->future);
-	wf_future_release(s->future);
+	wf__future_settle(s->future, err, value, msg);
 	free(s);
 }
 
-int wf_shield(wf_task *t, wf_future **out)
+int wf_shield(wf_task *h, wf_future **out)
 {
 	if (out == NULL)
 		return WF_EINVAL;
 	*out = NULL;
-	if (!wf__task_handle_ok(t))
+	wf_task *t = wf__task_get(h);
+	if (t == NULL)
 		return WF_EINVAL;
 	shield *s = malloc(sizeof(*s));
 	wf_future *f = wf_future_new();
@@ -710,8 +769,8 @@ int wf_shield(wf_task *t, wf_future **out)
 	}
 	s->cb.cb = shield_on_done;
 	s->cb.arg = s;
-	s->task = t;
-	s->future = wf_future_retain(f); /* the callback's reference */
+	s->task = h;
+	s->future = wf__future_get(wf_future_retain(f));
 	*out = f;
 	wf__fcore_watch(&t->core, &s->cb, NULL);
 	return 0;

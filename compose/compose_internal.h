@@ -1,6 +1,7 @@
 /*
  * Shared by the combinators (compose.c, compose_timeout.c, group.c): cancel
- * scopes, and running an unstarted task on the caller's stack.
+ * scopes, closing the scopes a task left open, and running an unstarted
+ * task on the caller's stack.
  *
  * Cancel scopes. A timeout scope and a task group may cancel the task that
  * is inside them (a deadline passed, a child failed) and must take that
@@ -38,10 +39,12 @@ typedef struct wf__cscope {
 	int requested; /* atomic: this scope asked for its task's cancellation */
 	int credits;   /* owner only: cancellations handed over by inner scopes */
 	int base;      /* task->cancelling at the enter */
+	const char *file; /* where it was entered (NULL: not known) */
+	int line;
 } wf__cscope;
 
-/* Owner: enters cs (innermost). */
-void wf__cscope_push(wf__cscope *cs, wf_task *me, int kind);
+/* Owner: enters cs (innermost), entered at file:line. */
+void wf__cscope_push(wf__cscope *cs, wf_task *me, int kind, const char *file, int line);
 /* Caller holds cs->lock: asks for cs's task's cancellation, once. */
 void wf__cscope_request_locked(wf__cscope *cs);
 /* Owner: leaves cs, which must be innermost, and settles its credits.
@@ -49,11 +52,11 @@ void wf__cscope_request_locked(wf__cscope *cs);
  * none, or handed them to an enclosing scope). */
 bool wf__cscope_pop(wf__cscope *cs);
 
-/* A live, unreleased handle (the check wf_join makes). */
-static inline bool wf__task_handle_ok(const wf_task *t)
-{
-	return t != NULL && __atomic_load_n(&t->magic, __ATOMIC_RELAXED) == WF__TASK_MAGIC;
-}
+/* Owner, at its exit (wf__task_exit_scopes): closes a scope it left open,
+ * which is its innermost one. A group's children are cancelled and
+ * awaited first. */
+void wf__timeout_close(wf__cscope *cs);
+void wf__group_close(wf__cscope *cs);
 
 /* If t has not started (and belongs to the caller's runtime), runs it to
  * its end on the calling task's stack, as wf_join does, without taking the

@@ -15,29 +15,59 @@
  * not started by then is cancelled first, so it never starts: a short
  * scope costs a spawn and an inline join, no fiber and no switch.
  *
+ * The scope's state is not in the caller's wf_timeout (which lives on the
+ * task's stack) but in a small object of its own, from type-stable slabs;
+ * the wf_timeout holds its handle. So the helper never reads a stack: a
+ * task that returns without leaving its scope (its frame, and the
+ * wf_timeout, are gone) has the scope closed for it at its exit
+ * (wf__task_exit_scopes), and a wf_timeout left twice gets WF_EINVAL.
+ *
  * Waiting for the helper at the leave must not eat the task's own
  * cancellations: it waits on the helper's completion core directly, and a
  * cancellation delivered meanwhile stays counted (the settling of the scope
  * sees it). Only then is the handle joined, which no longer waits.
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "compose/compose_internal.h"
+#include "runtime/handle.h"
+#include "runtime/waiting.h"
 
 typedef struct tscope {
-	wf__cscope cs; /* first: the chain links these */
-	wf_task *helper;
+	wf__hdr hdr;
+	wf__cscope cs; /* the chain links these */
+	wf_task *helper; /* its handle */
 	wf__waiter *sleeping; /* cs.lock: the helper's, while it sleeps */
 	uint64_t deadline;    /* cs.lock; WF__NO_DEADLINE: none */
 	int left;             /* cs.lock */
 } tscope;
 
-_Static_assert(sizeof(tscope) <= sizeof(wf_timeout), "wf_timeout too small");
-_Static_assert(_Alignof(tscope) <= _Alignof(wf_timeout), "wf_timeout misaligned");
+static wf__htype tscope_type = WF__HTYPE_INIT(WF__K_TIMEOUT, tscope);
 
-static tscope *ts_of(wf_timeout *to)
+/* What the caller's wf_timeout holds. */
+typedef struct tview {
+	void *scope;    /* the tscope's handle; stale once left */
+	uint64_t flags; /* TV_* */
+} tview;
+enum { TV_EXPIRED = 1 }; /* it expired (recorded at the leave) */
+
+_Static_assert(sizeof(tview) <= sizeof(wf_timeout), "wf_timeout too small");
+_Static_assert(_Alignof(tview) <= _Alignof(wf_timeout), "wf_timeout misaligned");
+
+static tview *tv_of(const wf_timeout *to)
 {
-	return (tscope *)(void *)to;
+	return (tview *)(void *)to;
+}
+
+static tscope *ts_get(const wf_timeout *to)
+{
+	return wf__handle_get(tv_of(to)->scope, WF__K_TIMEOUT);
+}
+
+static tscope *ts_of_cs(wf__cscope *cs)
+{
+	return (tscope *)(void *)((char *)cs - offsetof(tscope, cs));
 }
 
 /* Fires the helper's waiter if it sleeps: it reads the scope again. */
@@ -64,20 +94,11 @@ static void *deadline_helper(void *arg)
 			wf__spin_unlock(&ts->cs.lock);
 			break;
 		}
-		wf__waiter *w;
-		if (wf__wait_prepare(&w, NULL) != 0) {
-			/* Cancelled by the leave: read the scope again. */
-			wf__spin_unlock(&ts->cs.lock);
-			continue;
-		}
-		ts->sleeping = w;
-		wf__spin_unlock(&ts->cs.lock);
-		if (wf__wait(w, deadline) != 0) {
-			wf__spin_lock(&ts->cs.lock);
-			if (ts->sleeping == w)
-				ts->sleeping = NULL;
-			wf__spin_unlock(&ts->cs.lock);
-		}
+		/* Woken by a poke (code 0: read the scope again), the deadline,
+		 * or the leave's cancellation; each time it reads the scope. */
+		wf__waiting wg = {.lock = &ts->cs.lock, .slot = &ts->sleeping, .what = "timeout",
+				  .obj = ts, .deadline = deadline};
+		wf__wait_on(&wg);
 	}
 	return NULL;
 }
@@ -88,40 +109,49 @@ static int spawn_helper(tscope *ts)
 	return wf_spawn_ex(deadline_helper, ts, &opts, &ts->helper);
 }
 
-int wf_timeout_enter(wf_timeout *to, uint64_t timeout_ms)
+int wf_timeout_enter_at(wf_timeout *to, uint64_t timeout_ms, const char *file, int line)
 {
 	if (to == NULL)
 		return WF_EINVAL;
+	memset(to, 0, sizeof(*to));
 	wf_task *me = wf__current();
 	if (me == NULL)
 		return WF_ENOTTASK;
-	tscope *ts = ts_of(to);
-	memset(to, 0, sizeof(*to));
+	tscope *ts = wf__hobj_alloc(&tscope_type);
+	if (ts == NULL)
+		return WF_ENOMEM;
 	ts->deadline = wf__deadline_after_ms(timeout_ms);
-	wf__cscope_push(&ts->cs, me, WF__CS_TIMEOUT);
+	wf__cscope_push(&ts->cs, me, WF__CS_TIMEOUT, file, line);
 	if (timeout_ms == 0) {
 		wf__spin_lock(&ts->cs.lock);
 		wf__cscope_request_locked(&ts->cs);
 		wf__spin_unlock(&ts->cs.lock);
-		return 0;
+	} else if (ts->deadline != WF__NO_DEADLINE) {
+		int rc = spawn_helper(ts);
+		if (rc != 0) {
+			wf__cscope_pop(&ts->cs);
+			wf__hobj_free(&tscope_type, ts);
+			return rc;
+		}
 	}
-	if (ts->deadline == WF__NO_DEADLINE)
-		return 0;
-	int rc = spawn_helper(ts);
-	if (rc != 0)
-		wf__cscope_pop(&ts->cs);
-	return rc;
+	tv_of(to)->scope = wf__handle_of(ts);
+	return 0;
+}
+
+int(wf_timeout_enter)(wf_timeout *to, uint64_t timeout_ms)
+{
+	return wf_timeout_enter_at(to, timeout_ms, NULL, 0);
 }
 
 int wf_timeout_reschedule(wf_timeout *to, uint64_t timeout_ms)
 {
 	if (to == NULL)
 		return WF_EINVAL;
-	tscope *ts = ts_of(to);
 	wf_task *me = wf__current();
 	if (me == NULL)
 		return WF_ENOTTASK;
-	if (ts->cs.task != me || ts->left)
+	tscope *ts = ts_get(to);
+	if (ts == NULL || ts->cs.task != me || ts->left)
 		return WF_EINVAL;
 	uint64_t deadline = wf__deadline_after_ms(timeout_ms);
 	wf__spin_lock(&ts->cs.lock);
@@ -147,8 +177,13 @@ int wf_timeout_reschedule(wf_timeout *to, uint64_t timeout_ms)
 
 bool wf_timeout_expired(const wf_timeout *to)
 {
-	return to != NULL &&
-	       __atomic_load_n(&((const tscope *)(const void *)to)->cs.requested, __ATOMIC_ACQUIRE);
+	if (to == NULL)
+		return false;
+	const tscope *ts = ts_get(to);
+	if (ts == NULL) /* left: what the leave saw */
+		return (tv_of(to)->flags & TV_EXPIRED) != 0;
+	/* Acquire: pairs with wf__cscope_request_locked's release store. */
+	return __atomic_load_n(&ts->cs.requested, __ATOMIC_ACQUIRE) != 0;
 }
 
 /* Stops the helper (the scope is marked left) and waits for its end
@@ -156,33 +191,53 @@ bool wf_timeout_expired(const wf_timeout *to)
 static void stop_helper(tscope *ts)
 {
 	wf_task *h = ts->helper;
-	wf__task_cancel_request(h); /* if it has not started, it never will */
-	wf__task_run_here(h);
-	while (wf__fcore_wait(&h->core, WF__NO_DEADLINE) != 0)
+	wf_task *t = wf__task_get(h); /* live: the scope holds its handle */
+	wf__task_cancel_request(t); /* if it has not started, it never will */
+	wf__task_run_here(t);
+	while (wf__fcore_wait_what(&t->core, WF__NO_DEADLINE, "timeout helper") != 0)
 		; /* a cancellation of ours: it stays counted */
 	wf_join(h, NULL);
 	ts->helper = NULL;
 }
 
-int wf_timeout_leave(wf_timeout *to, int rc)
+/* Closes ts, the caller's innermost scope: the helper is stopped, the
+ * scope settled and freed. *expired: its deadline passed; returns whether
+ * it took its cancellations back itself (wf__cscope_pop). */
+static bool close_scope(tscope *ts, bool *expired)
 {
-	if (to == NULL)
-		return WF_EINVAL;
-	tscope *ts = ts_of(to);
-	wf_task *me = wf__current();
-	if (me == NULL)
-		return WF_ENOTTASK;
-	if (ts->cs.task != me || me->cscope != &ts->cs)
-		return WF_EINVAL;
 	wf__spin_lock(&ts->cs.lock);
 	ts->left = 1;
 	poke_locked(ts);
 	wf__spin_unlock(&ts->cs.lock);
 	if (ts->helper != NULL)
 		stop_helper(ts);
-	bool expired = __atomic_load_n(&ts->cs.requested, __ATOMIC_ACQUIRE) != 0;
+	*expired = __atomic_load_n(&ts->cs.requested, __ATOMIC_ACQUIRE) != 0;
 	bool took_back = wf__cscope_pop(&ts->cs);
-	if (expired && took_back && rc == WF_ECANCELED && me->cancelling == ts->cs.base)
+	wf__hobj_free(&tscope_type, ts);
+	return took_back;
+}
+
+int wf_timeout_leave(wf_timeout *to, int rc)
+{
+	if (to == NULL)
+		return WF_EINVAL;
+	wf_task *me = wf__current();
+	if (me == NULL)
+		return WF_ENOTTASK;
+	tscope *ts = ts_get(to);
+	if (ts == NULL || ts->cs.task != me || me->cscope != &ts->cs)
+		return WF_EINVAL;
+	int base = ts->cs.base;
+	bool expired;
+	bool took_back = close_scope(ts, &expired);
+	tv_of(to)->flags = expired ? TV_EXPIRED : 0;
+	if (expired && took_back && rc == WF_ECANCELED && me->cancelling == base)
 		return WF_ETIMEDOUT;
 	return rc;
+}
+
+void wf__timeout_close(wf__cscope *cs)
+{
+	bool expired;
+	close_scope(ts_of_cs(cs), &expired);
 }

@@ -36,13 +36,15 @@
  * hold the owner, and a cancellation of the owner (an enclosing timeout,
  * say) could not reach the children.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "compose/compose_internal.h"
+#include "runtime/handle.h"
+#include "runtime/waiting.h"
 
-#define GROUP_MAGIC 0x77666772u /* "wfgr" */
 #define FIRST_CHUNK 16
 #define MAX_CHUNK 1024
 
@@ -53,7 +55,8 @@ typedef struct gentry gentry;
 struct gentry {
 	wf__cb_node cb; /* its callback's arg is the entry */
 	wf_group *g;
-	wf_task *task;
+	wf_task *task; /* its handle, the group's until joined */
+	wf_task *raw;  /* the task itself, alive while the handle is held */
 	uint32_t state;  /* atomic E_* */
 	bool own_alloc;  /* malloc'd for a spawn made by another task */
 	gentry *next;    /* done stack, free list */
@@ -67,8 +70,8 @@ typedef struct gchunk {
 } gchunk;
 
 struct wf_group {
+	wf__hdr hdr;   /* handed out as a handle */
 	wf__cscope cs; /* cs.lock guards the rare paths (top comment) */
-	uint32_t magic;
 	int state;     /* lock */
 	int aborting;  /* atomic (set under the lock): no new spawns */
 	size_t nlive;  /* atomic: live children + 1 until the owner leaves */
@@ -85,9 +88,16 @@ struct wf_group {
 	size_t nfails, capfails;
 };
 
-static bool group_ok(const wf_group *g)
+static wf__htype group_type = WF__HTYPE_INIT(WF__K_GROUP, struct wf_group);
+
+static wf_group *group_get(const wf_group *h)
 {
-	return g != NULL && g->magic == GROUP_MAGIC;
+	return wf__handle_get(h, WF__K_GROUP);
+}
+
+static wf_group *group_of_cs(wf__cscope *cs)
+{
+	return (wf_group *)(void *)((char *)cs - offsetof(wf_group, cs));
 }
 
 /* ---- entries ------------------------------------------------------------ */
@@ -124,7 +134,7 @@ static gentry *entry_alloc(wf_group *g)
 static void cancel_if_live(gentry *e)
 {
 	if (__atomic_load_n(&e->state, __ATOMIC_SEQ_CST) == E_LIVE)
-		wf__task_cancel_request(e->task);
+		wf__task_cancel_request(e->raw);
 }
 
 static void abort_locked(wf_group *g, bool cancel_owner)
@@ -162,7 +172,7 @@ static void child_done(wf_future *owner, void *arg)
 	(void)owner;
 	gentry *e = arg;
 	wf_group *g = e->g;
-	int err = e->task->core.err;
+	int err = e->raw->core.err;
 	bool failed = err != 0 && err != WF_ECANCELED;
 	if (failed) {
 		/* Failures are pushed under the lock too, so the failures
@@ -219,7 +229,7 @@ static void drain_done(wf_group *g)
 	wf__spin_lock(&g->cs.lock);
 	for (gentry *e = list; e != NULL; e = e->next) {
 		wf_task *t = e->task;
-		int err = t->core.err; /* finished: published before its callback */
+		int err = e->raw->core.err; /* finished: published before its callback */
 		if (err == 0 || err == WF_ECANCELED) {
 			wf_join(t, NULL); /* no wait */
 		} else {
@@ -254,7 +264,7 @@ static void drain_done(wf_group *g)
 
 /* ---- the API ------------------------------------------------------------ */
 
-int wf_group_enter(wf_group **out)
+int wf_group_enter_at(wf_group **out, const char *file, int line)
 {
 	if (out == NULL)
 		return WF_EINVAL;
@@ -262,24 +272,29 @@ int wf_group_enter(wf_group **out)
 	wf_task *me = wf__current();
 	if (me == NULL)
 		return WF_ENOTTASK;
-	wf_group *g = calloc(1, sizeof(*g));
+	wf_group *g = wf__hobj_alloc(&group_type);
 	if (g == NULL)
 		return WF_ENOMEM;
-	g->magic = GROUP_MAGIC;
 	g->state = G_BODY;
 	g->nlive = 1; /* the owner's, until it leaves */
 	g->next_chunk = FIRST_CHUNK;
-	wf__cscope_push(&g->cs, me, WF__CS_GROUP);
-	*out = g;
+	wf__cscope_push(&g->cs, me, WF__CS_GROUP, file, line);
+	*out = wf__handle_of(g);
 	return 0;
 }
 
-int wf_group_spawn(wf_group *g, wf_fn fn, void *arg, const wf_spawn_opts *opts,
+int(wf_group_enter)(wf_group **out)
+{
+	return wf_group_enter_at(out, NULL, 0);
+}
+
+int wf_group_spawn(wf_group *h, wf_fn fn, void *arg, const wf_spawn_opts *opts,
 		   wf_task **child)
 {
 	if (child != NULL)
 		*child = NULL;
-	if (!group_ok(g) || fn == NULL)
+	wf_group *g = group_get(h);
+	if (g == NULL || fn == NULL)
 		return WF_EINVAL;
 	wf_task *me = wf__current();
 	if (me == NULL)
@@ -313,7 +328,7 @@ int wf_group_spawn(wf_group *g, wf_fn fn, void *arg, const wf_spawn_opts *opts,
 		}
 		return rc;
 	}
-	wf_task *t = e->task;
+	wf_task *t = e->raw = wf__task_get(e->task);
 	__atomic_add_fetch(&g->nlive, 1, __ATOMIC_RELAXED);
 	if (!owner) {
 		wf__spin_lock(&g->cs.lock);
@@ -328,14 +343,15 @@ int wf_group_spawn(wf_group *g, wf_fn fn, void *arg, const wf_spawn_opts *opts,
 	if (__atomic_load_n(&g->aborting, __ATOMIC_SEQ_CST)) /* a walk ran meanwhile */
 		wf__task_cancel_request(t);
 	if (child != NULL)
-		*child = t;
+		*child = e->task;
 	wf__fcore_watch(&t->core, &e->cb, NULL); /* may run child_done now */
 	return 0;
 }
 
-int wf_group_cancel(wf_group *g)
+int wf_group_cancel(wf_group *h)
 {
-	if (!group_ok(g))
+	wf_group *g = group_get(h);
+	if (g == NULL)
 		return WF_EINVAL;
 	wf__spin_lock(&g->cs.lock);
 	abort_locked(g, false);
@@ -357,48 +373,37 @@ static void wait_children(wf_group *g)
 			drain_done(g);
 			return;
 		}
-		wf__waiter *w;
-		int rc = wf__wait_prepare(&w, NULL);
-		if (rc == 0) {
-			g->waiter = w;
-			wf__spin_unlock(&g->cs.lock);
-			rc = wf__wait(w, WF__NO_DEADLINE);
-			wf__spin_lock(&g->cs.lock);
-			if (g->waiter == w)
-				g->waiter = NULL;
-		}
-		if (rc == WF_ECANCELED)
+		/* Fired (code 0) by the callback that brings nlive to zero. */
+		wf__waiting wg = {.lock = &g->cs.lock, .slot = &g->waiter,
+				  .what = "task group's children", .obj = g,
+				  .deadline = WF__NO_DEADLINE, .keep_lock = true};
+		int rc = wf__wait_on(&wg);
+		if (rc == WF_ECANCELED) {
+			if (!wg.gave_up)
+				wf__spin_lock(&g->cs.lock);
 			abort_locked(g, false);
-		wf__spin_unlock(&g->cs.lock);
+			wf__spin_unlock(&g->cs.lock);
+		} else if (wg.gave_up) {
+			wf__spin_unlock(&g->cs.lock);
+		}
 	}
 }
 
 static void group_free(wf_group *g)
 {
-	g->magic = 0;
 	while (g->chunks != NULL) {
 		gchunk *c = g->chunks;
 		g->chunks = c->next;
 		free(c);
 	}
 	free(g->fails);
-	free(g);
+	wf__hobj_free(&group_type, g);
 }
 
-int wf_group_leave(wf_group *g, wf_failure **failures, size_t *nfailures)
+/* Leaves g (the calling task's innermost scope): waits for every child,
+ * settles the scope and frees g. Returns as wf_group_leave. */
+static int group_leave(wf_group *g, wf_task *me, wf_failure **failures, size_t *nfailures)
 {
-	if (failures != NULL)
-		*failures = NULL;
-	if (nfailures != NULL)
-		*nfailures = 0;
-	if (!group_ok(g))
-		return WF_EINVAL;
-	wf_task *me = wf__current();
-	if (me == NULL)
-		return WF_ENOTTASK;
-	if (g->cs.task != me || me->cscope != &g->cs)
-		return WF_EINVAL;
-
 	wf__spin_lock(&g->cs.lock);
 	g->state = G_LEAVING;
 	/* Cancelled from outside while in the body: the children go too. A
@@ -423,6 +428,33 @@ int wf_group_leave(wf_group *g, wf_failure **failures, size_t *nfailures)
 	}
 	group_free(g);
 	return rc;
+}
+
+int wf_group_leave(wf_group *h, wf_failure **failures, size_t *nfailures)
+{
+	if (failures != NULL)
+		*failures = NULL;
+	if (nfailures != NULL)
+		*nfailures = 0;
+	wf_group *g = group_get(h);
+	if (g == NULL)
+		return WF_EINVAL;
+	wf_task *me = wf__current();
+	if (me == NULL)
+		return WF_ENOTTASK;
+	if (g->cs.task != me || me->cscope != &g->cs)
+		return WF_EINVAL;
+	return group_leave(g, me, failures, nfailures);
+}
+
+void wf__group_close(wf__cscope *cs)
+{
+	wf_group *g = group_of_cs(cs);
+	/* Its owner has returned: nothing it started may outlive it. */
+	wf__spin_lock(&g->cs.lock);
+	abort_locked(g, false);
+	wf__spin_unlock(&g->cs.lock);
+	group_leave(g, cs->task, NULL, NULL);
 }
 
 void wf_failures_free(wf_failure *failures, size_t n)

@@ -119,18 +119,25 @@ typedef struct wf_timeout {
 } wf_timeout;
 
 /* [task] Enters a scope whose deadline is timeout_ms from now (WF_FOREVER:
- * none yet; 0: already expired). 0, WF_EINVAL, WF_ENOTTASK, WF_ENOMEM. */
-WF_EXTERN int wf_timeout_enter(wf_timeout *to, uint64_t timeout_ms);
+ * none yet; 0: already expired). 0, WF_EINVAL, WF_ENOTTASK, WF_ENOMEM.
+ * The macro records where the scope was entered: a task that returns
+ * without leaving it is reported on stderr with that place, the scope is
+ * closed for it, and the task fails with WF_EINVAL ("returned inside an
+ * open timeout scope opened at file.c:12"). */
+WF_EXTERN int wf_timeout_enter_at(wf_timeout *to, uint64_t timeout_ms, const char *file, int line);
+WF_EXTERN int(wf_timeout_enter)(wf_timeout *to, uint64_t timeout_ms);
+#define wf_timeout_enter(to, timeout_ms) wf_timeout_enter_at((to), (timeout_ms), __FILE__, __LINE__)
 /* [task] Moves the deadline to timeout_ms from now (WF_FOREVER: none),
  * while inside the scope. WF_EALREADY if it had already expired (the
  * cancellation cannot be taken back; the deadline is left as it was). */
 WF_EXTERN int wf_timeout_reschedule(wf_timeout *to, uint64_t timeout_ms);
-/* true once the scope's deadline passed while the task was inside it. */
+/* true once the scope's deadline passed while the task was inside it
+ * (also after the leave; false for NULL or a wf_timeout never entered). */
 WF_EXTERN bool wf_timeout_expired(const wf_timeout *to);
 /* [task] Leaves the scope. rc is what the code inside it returns; the
  * result is rc, or WF_ETIMEDOUT if rc is WF_ECANCELED because the scope
  * expired (and no other cancellation is pending). WF_EINVAL for a scope
- * that is not the calling task's innermost one. */
+ * that is not the calling task's innermost one, or was left already. */
 WF_EXTERN int wf_timeout_leave(wf_timeout *to, int rc);
 
 /* ------------------------------------------------------------------------
@@ -148,9 +155,10 @@ WF_EXTERN int wf_as_completed_new_futures(wf_future *const *futures, size_t n,
 /* [any] Waits for the next one to finish and stores its index in *index:
  * 0, WF_EOF once every one was handed out, WF_ETIMEDOUT after timeout_ms
  * (WF_FOREVER: none), WF_ECANCELED if the caller is cancelled (nothing is
- * cancelled), WF_EINVAL. */
+ * cancelled), WF_EINVAL (NULL or freed). */
 WF_EXTERN int wf_as_completed_next(wf_as_completed *ac, uint64_t timeout_ms, size_t *index);
-/* [any] Frees the iterator; the tasks and futures are untouched. */
+/* [any] Frees the iterator; the tasks and futures are untouched. Does
+ * nothing for NULL or an iterator already freed. */
 WF_EXTERN void wf_as_completed_free(wf_as_completed *ac);
 
 /* ------------------------------------------------------------------------
@@ -178,8 +186,14 @@ typedef struct wf_failure {
 
 /* [task] asyncio.TaskGroup: enters a group owned by the calling task.
  * Groups nest (with each other and with timeout scopes) and are left in
- * the reverse order. *out is freed by wf_group_leave. */
-WF_EXTERN int wf_group_enter(wf_group **out);
+ * the reverse order. *out is freed by wf_group_leave; its handle then gets
+ * WF_EINVAL. The macro records where the group was entered: a task that
+ * returns without leaving it is reported on stderr with that place, its
+ * children are cancelled and awaited, and the task fails with WF_EINVAL
+ * ("returned inside an open task group opened at file.c:12"). */
+WF_EXTERN int wf_group_enter_at(wf_group **out, const char *file, int line);
+WF_EXTERN int(wf_group_enter)(wf_group **out);
+#define wf_group_enter(out) wf_group_enter_at((out), __FILE__, __LINE__)
 
 /* [task] Spawns fn(arg) into g (opts as wf_spawn_ex; detached is ignored).
  * The owner spawns into its group, and so may its children (asyncio's
