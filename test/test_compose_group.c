@@ -486,3 +486,133 @@ Test(group, misuse)
 	wf_group *g;
 	cr_assert_eq(wf_group_enter(&g), WF_ENOTTASK);
 }
+
+/* ---- a group left open by a task that returns ----------------------------
+ * The owner returns without leaving: its exit reports the group (with the
+ * place it was entered), cancels and awaits the children, and the owner
+ * fails with WF_EINVAL saying so. Inline-joined (one worker, joined before
+ * it starts) and on its own fiber (a stack size of its own). */
+
+static int open_children_started;   /* grandchildren that started */
+static int open_children_done;      /* ... and finished */
+static int open_children_cancelled; /* ... and saw WF_ECANCELED */
+static int open_group_line;         /* where the owner entered its group */
+
+static void *sleeper_child(void *arg)
+{
+	(void)arg;
+	__atomic_add_fetch(&open_children_started, 1, __ATOMIC_SEQ_CST);
+	int rc = wf_sleep(LONG_MS);
+	if (rc == WF_ECANCELED)
+		__atomic_add_fetch(&open_children_cancelled, 1, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(&open_children_done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static void *open_group_owner(void *arg)
+{
+	wf_group *g;
+	open_group_line = __LINE__ + 1;
+	if (!CHECK_RC(wf_group_enter(&g), 0))
+		return NULL;
+	for (int i = 0; i < 3; i++)
+		CHECK_RC(wf_group_spawn(g, sleeper_child, NULL, NULL, NULL), 0);
+	if (arg != NULL) /* let them start */
+		for (int i = 0; i < 2000 && __atomic_load_n(&open_children_started,
+							     __ATOMIC_SEQ_CST) < 3; i++)
+			wf_sleep(1);
+	return (void *)1; /* the early return: no wf_group_leave */
+}
+
+static void *open_group_main(void *arg)
+{
+	bool own_fiber = arg != NULL;
+	for (int round = 0; round < 20 && !check_any_failed(); round++) {
+		__atomic_store_n(&open_children_started, 0, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&open_children_done, 0, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&open_children_cancelled, 0, __ATOMIC_SEQ_CST);
+		wf_spawn_opts o = {.name = "leaves-group-open", .stack_size = own_fiber ? 65536 : 0};
+		wf_task *t;
+		if (!CHECK_RC(wf_spawn_ex(open_group_owner, (void *)(uintptr_t)(round & 1), &o, &t), 0))
+			break;
+		if (own_fiber)
+			wf_sleep(1); /* it starts on its own fiber */
+		uint64_t t0 = mono_ns();
+		void *res = (void *)2;
+		char *msg = NULL;
+		CHECK_RC(wf_join_ex(t, &res, &msg), WF_EINVAL);
+		CHECK(mono_ns() - t0 < 2000000000u); /* not the children's sleep */
+		CHECK(res == NULL);
+		char want[128];
+		snprintf(want, sizeof(want), "returned inside an open task group opened at %s:%d",
+			 __FILE__, open_group_line);
+		if (CHECK(msg != NULL))
+			CHECK(strstr(msg, want) != NULL);
+		free(msg);
+		/* Awaited before the owner's outcome was published: none runs on
+		 * (one cancelled before it started never runs at all). */
+		int started = __atomic_load_n(&open_children_started, __ATOMIC_SEQ_CST);
+		CHECK_EQ(__atomic_load_n(&open_children_done, __ATOMIC_SEQ_CST), started);
+		CHECK_EQ(__atomic_load_n(&open_children_cancelled, __ATOMIC_SEQ_CST), started);
+		if (round & 1) /* they ran before the owner returned */
+			CHECK_EQ(started, 3);
+		CHECK_EQ(wf_cancelling(), 0);
+	}
+	return NULL;
+}
+
+static void check_open_group_report(const char *err)
+{
+	char want[200];
+	snprintf(want, sizeof(want),
+		 "weft: task \"leaves-group-open\" returned inside an open task group (opened at %s:%d)",
+		 __FILE__, open_group_line);
+	cr_assert(strstr(err, want) != NULL, "stderr: %s", err);
+}
+
+Test(group, returned_inside_open_group_inline)
+{
+	stderr_capture c;
+	stderr_capture_begin(&c);
+	run_weft(1, open_group_main, NULL);
+	char *err = stderr_capture_end(&c);
+	check_open_group_report(err);
+	free(err);
+}
+
+Test(group, returned_inside_open_group_own_fiber)
+{
+	stderr_capture c;
+	for (size_t i = 0; i < NCOUNTS; i++) {
+		stderr_capture_begin(&c);
+		run_weft(worker_counts[i], open_group_main, (void *)1);
+		char *err = stderr_capture_end(&c);
+		check_open_group_report(err);
+		free(err);
+	}
+}
+
+/* A group left, and its handle used again after a new group took its
+ * memory: WF_EINVAL, and the new group is untouched. */
+static void *stale_group_main(void *arg)
+{
+	(void)arg;
+	wf_group *old, *g;
+	CHECK_RC(wf_group_enter(&old), 0);
+	CHECK_RC(wf_group_leave(old, NULL, NULL), 0);
+	CHECK_RC(wf_group_enter(&g), 0);
+	uint64_t s = 0;
+	slot_arg a = {.slot = &s, .value = 3};
+	CHECK_RC(wf_group_spawn(old, slot_child, &a, NULL, NULL), WF_EINVAL);
+	CHECK_RC(wf_group_cancel(old), WF_EINVAL);
+	CHECK_RC(wf_group_leave(old, NULL, NULL), WF_EINVAL);
+	CHECK_RC(wf_group_spawn(g, slot_child, &a, NULL, NULL), 0); /* not cancelled */
+	CHECK_RC(wf_group_leave(g, NULL, NULL), 0);
+	CHECK_EQ(s, 3);
+	return NULL;
+}
+
+Test(group, stale_handle)
+{
+	run_weft(2, stale_group_main, NULL);
+}

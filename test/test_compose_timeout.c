@@ -12,6 +12,7 @@
 #include <criterion/criterion.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "rt_check.h"
 #include "weft.h"
@@ -355,4 +356,137 @@ Test(timeout, misuse)
 	wf_timeout to;
 	cr_assert_eq(wf_timeout_enter(&to, 1), WF_ENOTTASK);
 	cr_assert_eq(wf_timeout_leave(&to, 0), WF_ENOTTASK);
+}
+
+/* ---- a scope left twice, and expired() after the leave ----------------- */
+
+static void *leave_twice_main(void *arg)
+{
+	(void)arg;
+	wf_timeout to;
+	CHECK_RC(wf_timeout_enter(&to, 0), 0); /* expired at once */
+	CHECK(wf_timeout_expired(&to));
+	CHECK_RC(wf_timeout_leave(&to, WF_ECANCELED), WF_ETIMEDOUT);
+	CHECK(wf_timeout_expired(&to)); /* still readable after the leave */
+	CHECK_RC(wf_timeout_leave(&to, 0), WF_EINVAL);
+	CHECK_RC(wf_timeout_reschedule(&to, 5), WF_EINVAL);
+	CHECK_EQ(wf_cancelling(), 0);
+	/* A new scope in the same storage is a new scope. */
+	CHECK_RC(wf_timeout_enter(&to, LONG_MS), 0);
+	CHECK(!wf_timeout_expired(&to));
+	CHECK_RC(wf_timeout_leave(&to, 0), 0);
+	CHECK(!wf_timeout_expired(&to));
+	CHECK_RC(wf_timeout_leave(&to, 0), WF_EINVAL);
+	return NULL;
+}
+
+Test(timeout, leave_twice)
+{
+	run_weft(2, leave_twice_main, NULL);
+}
+
+/* ---- a scope left open by a task that returns ----------------------------
+ * The task returns without wf_timeout_leave (an early return on an error
+ * path): its exit reports the scope (with the place it was entered) and
+ * closes it (the deadline helper stopped: nothing cancels anybody later,
+ * nothing reads the returned frame), and the task fails with WF_EINVAL
+ * saying so. Its joiner never hangs. Inline-joined (one worker, joined
+ * before it starts) and on its own fiber (a stack size of its own). */
+
+static int open_scope_line;
+static int open_nested_line;
+
+typedef struct open_arg {
+	uint64_t ms;  /* the scope's timeout */
+	bool nested;  /* inside a group also left open */
+	bool suspend; /* sleeps once inside */
+} open_arg;
+
+static void *open_scope_task(void *arg)
+{
+	open_arg *a = arg;
+	wf_group *g = NULL;
+	wf_timeout to; /* gone with this frame */
+	if (a->nested) {
+		open_nested_line = __LINE__ + 1;
+		if (!CHECK_RC(wf_group_enter(&g), 0))
+			return NULL;
+	}
+	open_scope_line = __LINE__ + 1;
+	if (!CHECK_RC(wf_timeout_enter(&to, a->ms), 0))
+		return NULL;
+	if (a->suspend)
+		wf_sleep(1);
+	return (void *)1; /* the early return */
+}
+
+static void *open_scope_main(void *arg)
+{
+	bool own_fiber = arg != NULL;
+	static const uint64_t ms[] = {0, 5, 30, LONG_MS};
+	for (int round = 0; round < 24 && !check_any_failed(); round++) {
+		open_arg a = {.ms = ms[round % 4], .nested = (round / 4) % 3 == 2,
+			      .suspend = (round / 4) % 2 == 1};
+		wf_spawn_opts o = {.name = "leaves-scope-open", .stack_size = own_fiber ? 65536 : 0};
+		wf_task *t;
+		if (!CHECK_RC(wf_spawn_ex(open_scope_task, &a, &o, &t), 0))
+			break;
+		if (own_fiber)
+			wf_sleep(1); /* it starts on its own fiber */
+		uint64_t t0 = mono_ns();
+		void *res = (void *)2;
+		char *msg = NULL;
+		CHECK_RC(wf_join_ex(t, &res, &msg), WF_EINVAL);
+		CHECK(mono_ns() - t0 < 2000000000u); /* never the scope's deadline */
+		CHECK(res == NULL);
+		char want[160];
+		snprintf(want, sizeof(want),
+			 "returned inside an open timeout scope opened at %s:%d%s", __FILE__,
+			 open_scope_line, a.nested ? " (and 1 more)" : "");
+		if (CHECK(msg != NULL))
+			CHECK(strstr(msg, want) != NULL);
+		free(msg);
+		/* Nothing cancels anybody later: not the joiner (which may have
+		 * run the task on its own stack), not a task that reuses it. */
+		CHECK_RC(wf_sleep(40), 0);
+		CHECK_EQ(wf_cancelling(), 0);
+	}
+	return NULL;
+}
+
+static void check_open_scope_report(const char *err)
+{
+	char want[200];
+	snprintf(want, sizeof(want),
+		 "weft: task \"leaves-scope-open\" returned inside an open timeout scope "
+		 "(opened at %s:%d)",
+		 __FILE__, open_scope_line);
+	cr_assert(strstr(err, want) != NULL, "stderr: %s", err);
+	snprintf(want, sizeof(want),
+		 "weft: task \"leaves-scope-open\" returned inside an open task group "
+		 "(opened at %s:%d)",
+		 __FILE__, open_nested_line);
+	cr_assert(strstr(err, want) != NULL, "stderr: %s", err);
+}
+
+Test(timeout, returned_inside_open_scope_inline)
+{
+	stderr_capture c;
+	stderr_capture_begin(&c);
+	run_weft(1, open_scope_main, NULL);
+	char *err = stderr_capture_end(&c);
+	check_open_scope_report(err);
+	free(err);
+}
+
+Test(timeout, returned_inside_open_scope_own_fiber)
+{
+	stderr_capture c;
+	for (size_t i = 0; i < NCOUNTS; i++) {
+		stderr_capture_begin(&c);
+		run_weft(worker_counts[i], open_scope_main, (void *)1);
+		char *err = stderr_capture_end(&c);
+		check_open_scope_report(err);
+		free(err);
+	}
 }
