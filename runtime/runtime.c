@@ -486,6 +486,133 @@ static void cancel_everything(wf_runtime *rt)
 	wake_all(rt);
 }
 
+/* ---- the shutdown's report of tasks that do not end --------------------- */
+
+/* The report reads other threads' tasks without synchronising with them: it
+ * is a diagnostic, printed once, and a stale or torn field only makes one
+ * line inexact. What it must never do is follow a pointer that is not
+ * valid: the slabs are never freed while the runtime lives (a slab is
+ * published with a release store before its tasks are handed out, and read
+ * here with acquire loads), a foreign task is read under foreign_mu, and
+ * every other pointer is printed, not followed (waiter.what points to a
+ * string constant). TSan is told to ignore these reads. */
+#if defined(WF_TSAN)
+void AnnotateIgnoreReadsBegin(const char *file, int line);
+void AnnotateIgnoreReadsEnd(const char *file, int line);
+#define RACY_READS_BEGIN() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
+#define RACY_READS_END() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
+#else
+#define RACY_READS_BEGIN() ((void)0)
+#define RACY_READS_END() ((void)0)
+#endif
+
+#if defined(WF__TASKS_PER_SLAB)
+#define SLAB_TASKS WF__TASKS_PER_SLAB
+#else
+#define SLAB_TASKS WF__SLAB_TASKS
+#endif
+
+typedef struct stuck_report {
+	wf_runtime *rt;
+	unsigned listed, more;
+} stuck_report;
+
+static int running_on(wf_runtime *rt, const wf_task *t)
+{
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		if (__atomic_load_n(&rt->workers[i].current, __ATOMIC_RELAXED) == t)
+			return (int)i;
+	return -1;
+}
+
+/* Lists t if it is live and unfinished. running: list only the tasks that
+ * some worker is running (those that never suspend, listed first), or only
+ * the others. */
+static void report_task(stuck_report *r, wf_task *t, bool running)
+{
+	if (__atomic_load_n(&t->magic, __ATOMIC_RELAXED) != WF__TASK_MAGIC ||
+	    __atomic_load_n(&t->state, __ATOMIC_RELAXED) == WF__T_DONE)
+		return;
+	int worker = running_on(r->rt, t);
+	if ((worker >= 0) != running)
+		return;
+	if (r->listed == STUCK_LISTED) {
+		r->more++;
+		return;
+	}
+	r->listed++;
+	char name[WF__NAME_MAX];
+	memcpy(name, t->name, sizeof(name));
+	name[sizeof(name) - 1] = '\0';
+	if (name[0] == '\0') /* not named yet: the default name */
+		snprintf(name, sizeof(name), "task-%llu",
+			 (unsigned long long)__atomic_load_n(&t->id, __ATOMIC_RELAXED));
+	char how[160];
+	uint32_t word = __atomic_load_n(&t->waiter.word, __ATOMIC_RELAXED);
+	uint32_t park = __atomic_load_n(&t->park, __ATOMIC_RELAXED);
+	const char *what = __atomic_load_n(&t->waiter.what, __ATOMIC_RELAXED);
+	const void *obj = __atomic_load_n(&t->waiter.obj, __ATOMIC_RELAXED);
+	if (__atomic_load_n(&t->state, __ATOMIC_RELAXED) == WF__T_NEW)
+		snprintf(how, sizeof(how), "not started");
+	else if (worker >= 0 && (word & WF__W_STATE) != WF__W_ARMED)
+		snprintf(how, sizeof(how),
+			 "running on worker %d without suspending, so it cannot see a "
+			 "cancellation", worker);
+	else if ((word & WF__W_STATE) == WF__W_ARMED && obj != NULL)
+		snprintf(how, sizeof(how), "%s, waiting on %s at %p",
+			 park == WF__P_PARKED ? "suspended" : "suspending",
+			 what != NULL ? what : "something", obj);
+	else if ((word & WF__W_STATE) == WF__W_ARMED)
+		snprintf(how, sizeof(how), "%s, waiting on %s",
+			 park == WF__P_PARKED ? "suspended" : "suspending",
+			 what != NULL ? what : "something");
+	else
+		snprintf(how, sizeof(how), "ready to run");
+	int cancelling = __atomic_load_n(&t->cancelling, __ATOMIC_RELAXED);
+	const char *pending = (word & WF__W_CANCEL_PENDING) ? ", a cancellation pending" : "";
+	const char *inl = __atomic_load_n(&t->inline_parent, __ATOMIC_RELAXED) != NULL
+				  ? " (run inline by its joiner)" : "";
+	if (cancelling > 0)
+		fprintf(stderr, "weft:   \"%s\"%s: %s%s; %d cancellation(s) caught\n", name, inl,
+			how, pending, cancelling);
+	else
+		fprintf(stderr, "weft:   \"%s\"%s: %s%s\n", name, inl, how, pending);
+}
+
+static void report_pass(stuck_report *r, bool running)
+{
+	wf_runtime *rt = r->rt;
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		wf__worker *w = &rt->workers[i];
+		for (wf__slab *s = __atomic_load_n(&w->slabs, __ATOMIC_ACQUIRE); s != NULL;
+		     s = __atomic_load_n(&s->next, __ATOMIC_ACQUIRE))
+			for (size_t k = 0; k < SLAB_TASKS; k++)
+				report_task(r, &s->tasks[k], running);
+	}
+	pthread_mutex_lock(&rt->foreign_mu);
+	for (wf_task *t = rt->foreign_reg.reg_next; t != &rt->foreign_reg; t = t->reg_next)
+		report_task(r, t, running);
+	pthread_mutex_unlock(&rt->foreign_mu);
+}
+
+/* Shutdown has waited its grace period for tasks that do not end: name
+ * them, the ones that never suspend first. */
+static void report_stuck(wf_runtime *rt, uint64_t waited_ms)
+{
+	fprintf(stderr,
+		"weft: shutdown: %llu task(s) still running after %llu ms of cancellation; "
+		"waiting for them:\n",
+		(unsigned long long)(sum_started(rt) - sum_finished(rt)),
+		(unsigned long long)waited_ms);
+	stuck_report r = {.rt = rt};
+	RACY_READS_BEGIN();
+	report_pass(&r, true);
+	report_pass(&r, false);
+	RACY_READS_END();
+	if (r.more > 0)
+		fprintf(stderr, "weft:   ... and %u more\n", r.more);
+}
+
 int wf_runtime_shutdown(wf_runtime *rt)
 {
 	if (rt == NULL)
@@ -513,11 +640,7 @@ int wf_runtime_shutdown(wf_runtime *rt)
 		nanosleep(&ts, NULL);
 		waited_ms++;
 		if (waited_ms == rt->cfg.shutdown_grace_ms)
-			fprintf(stderr,
-				"weft: shutdown: %llu task(s) still running after %llu ms of "
-				"cancellation; waiting for them\n",
-				(unsigned long long)(sum_started(rt) - sum_finished(rt)),
-				(unsigned long long)waited_ms);
+			report_stuck(rt, waited_ms);
 	}
 	/* A plain thread that woke the last task may still be signalling its
 	 * worker: let it finish before the workers' loops close. Acquire:

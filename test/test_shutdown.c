@@ -187,3 +187,118 @@ Test(shutdown, submissions_racing_shutdown_all_complete_or_are_refused, .timeout
 	check_none_failed();
 	check_no_leaks();
 }
+
+/* ---- tasks that do not end are named ------------------------------------------- */
+
+/* A shutdown that waits past its grace period for tasks that do not end
+ * names them: the one that never suspends first ("running on worker N"),
+ * then the others with what each waits on, the first 20 only. */
+
+enum { STUBBORN = 24 };
+
+static int released;        /* atomic: the report was seen */
+static int stubborn_waiting; /* atomic */
+static wf_future *never;
+
+static void *spinner(void *arg)
+{
+	while (!__atomic_load_n(&released, __ATOMIC_ACQUIRE))
+		spin(1000);
+	return NULL;
+}
+
+/* Catches every cancellation and waits again, until the report is seen. */
+static void *stubborn(void *arg)
+{
+	__atomic_add_fetch(&stubborn_waiting, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&released, __ATOMIC_ACQUIRE))
+		if (wf_await(never, NULL) == WF_ECANCELED)
+			wf_uncancel();
+	return NULL;
+}
+
+static void *start_stuck(void *arg)
+{
+	wf_spawn_opts o = WF_SPAWN_OPTS_INIT;
+	o.detached = true;
+	for (int i = 0; i < STUBBORN; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "stubborn-%d", i);
+		o.name = name;
+		CHECK_RC(wf_spawn_ex(stubborn, NULL, &o, NULL), 0);
+	}
+	/* Once the others wait: the spinner takes a worker for good. */
+	while (__atomic_load_n(&stubborn_waiting, __ATOMIC_ACQUIRE) < STUBBORN)
+		wf_sleep(1);
+	o.name = "spinner";
+	CHECK_RC(wf_spawn_ex(spinner, NULL, &o, NULL), 0);
+	return NULL;
+}
+
+/* Reads what the capture holds so far (fd 2 is the capture file). */
+static bool capture_has(const char *part)
+{
+	char buf[8192];
+	ssize_t n = pread(2, buf, sizeof(buf) - 1, 0);
+	buf[n > 0 ? n : 0] = '\0';
+	return strstr(buf, part) != NULL;
+}
+
+static void *watch_report(void *arg)
+{
+	uint64_t until = mono_ns() + 60 * 1000000000ull;
+	while (!capture_has("more\n") && mono_ns() < until)
+		usleep(1000);
+	__atomic_store_n(&released, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static unsigned count_of(const char *text, const char *part)
+{
+	unsigned n = 0;
+	for (const char *p = text; (p = strstr(p, part)) != NULL; p += strlen(part))
+		n++;
+	return n;
+}
+
+Test(shutdown, tasks_that_do_not_end_are_named)
+{
+	never = wf_future_new();
+	wf_config cfg;
+	wf_config_init(&cfg);
+	cfg.workers = 2;
+	cfg.shutdown_grace_ms = 100;
+	wf_runtime *rt;
+	cr_assert_eq(wf_runtime_start(&cfg, &rt), 0);
+	wf_future *f;
+	cr_assert_eq(wf_runtime_submit(rt, start_stuck, NULL, &f), 0);
+	cr_assert_eq(wf_await(f, NULL), 0);
+	wf_future_release(f);
+
+	stderr_capture cap;
+	stderr_capture_begin(&cap);
+	pthread_t watcher;
+	cr_assert_eq(pthread_create(&watcher, NULL, watch_report, NULL), 0);
+	int rc = wf_runtime_shutdown(rt);
+	pthread_join(watcher, NULL);
+	char *err = stderr_capture_end(&cap);
+	cr_assert_eq(rc, 0);
+
+	const char *head = "weft: shutdown: 25 task(s) still running after 100 ms of "
+			   "cancellation; waiting for them:\n";
+	cr_assert(strncmp(err, head, strlen(head)) == 0, "report:\n%s", err);
+	/* The spinner first (unless a stubborn task was caught running too). */
+	const char *spin_line = strstr(err, "weft:   \"spinner\": running on worker ");
+	cr_assert_not_null(spin_line, "report:\n%s", err);
+	const char *waiting = strstr(err, "waiting on future at 0x");
+	cr_assert(waiting == NULL || waiting > spin_line, "report:\n%s", err);
+	/* 20 named, the rest counted; the others wait on the future (a few
+	 * may be caught between two waits). */
+	cr_assert_eq(count_of(err, "weft:   \"stubborn-"), 19, "report:\n%s", err);
+	cr_assert_geq(count_of(err, ": suspended, waiting on future at 0x"), 15, "report:\n%s", err);
+	cr_assert(strstr(err, "weft:   ... and 5 more\n") != NULL, "report:\n%s", err);
+	free(err);
+	wf_future_release(never);
+	check_none_failed();
+	check_no_leaks();
+}
