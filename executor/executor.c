@@ -50,6 +50,19 @@
  * previous occupant, so at most one exited thread is ever unjoined, and
  * shutdown joins that last one: no thread outlives its pool's shutdown.
  *
+ * Memory ordering (nothing here relies on x86's ordering of plain
+ * accesses; AArch64 reorders them). Everything the pool's lists and
+ * counters hold is guarded by p->mu. Read outside it are only:
+ *   - a parked thread's futex word: the waker writes the thread's job,
+ *     then stores the word with release, both under p->mu; the parked
+ *     thread loads it with acquire and then reads its job without the
+ *     lock. FUTEX_WAIT compares the word in the kernel, under the futex
+ *     bucket's lock, so a store made before the FUTEX_WAKE is never slept
+ *     through;
+ *   - the reference counts of pools and jobs (pool_unref, job_unref);
+ *   - nqueued, the magic word and the keep-alive, read as relaxed
+ *     snapshots for statistics and sanity checks: they order nothing.
+ *
  * A job is referenced by the pool (until it is run or discarded) and, for
  * wf_to_thread, by the waiting caller, who may need to cancel it: the last
  * reference frees it. The job holds one reference to its future. For the
@@ -71,6 +84,7 @@
 #endif
 
 #include "executor/executor_internal.h"
+#include "runtime/abi.h"
 #include "runtime/internal.h"
 #include "runtime/subsystem.h"
 #include "weft.h"
@@ -214,6 +228,8 @@ static wf_pool *pool_get(const wf_pool *p)
 	return (wf_pool *)p;
 }
 
+/* Catches a pool given to wf_pool_shutdown whose memory is not reused yet
+ * (relaxed: a sanity check, not a synchronisation). */
 static bool pool_ok(const wf_pool *p)
 {
 	return __atomic_load_n(&p->magic, __ATOMIC_RELAXED) == POOL_MAGIC;
@@ -234,6 +250,9 @@ int wf_default_pool_configure(unsigned max_threads, uint64_t keepalive_ms)
 	/* Parked threads read the keep-alive when they park; wake them so a
 	 * shorter one applies now. */
 	for (pool_thread *t = p->idle; t != NULL; t = t->next) {
+		/* Release, as every store to a parked word (thread_park's
+		 * acquire loads); the new keep-alive itself is read under
+		 * p->mu. */
 		__atomic_store_n(&t->word, WORD_POKE, __ATOMIC_RELEASE);
 		futex_wake_one(&t->word);
 	}
@@ -243,9 +262,16 @@ int wf_default_pool_configure(unsigned max_threads, uint64_t keepalive_ms)
 
 /* ---- jobs ------------------------------------------------------------- */
 
-/* A user pool's memory outlives its shutdown while a wf_to_thread that
- * may still lock it (to cancel its call) is in progress. The default pool
- * is static. */
+/* A user pool's memory outlives its shutdown while a submission or a
+ * wf_to_thread (which may still lock it, to cancel its call) is in
+ * progress. The default pool is static.
+ *
+ * The reference is taken on the owner's behalf (the caller holds a valid
+ * pool: it has not given it to wf_pool_shutdown, or that call has not
+ * returned), so the increment needs no ordering of its own. The decrement
+ * is acq_rel: its release publishes this thread's use of the pool to
+ * whoever drops the last reference, and that one's acquire makes every
+ * earlier use happen before the free. */
 static void pool_ref(wf_pool *p)
 {
 	if (!p->is_default)
@@ -256,6 +282,9 @@ static void pool_unref(wf_pool *p)
 {
 	if (p->is_default || __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
+	/* Marked dead only now: until the memory goes, a call racing the
+	 * shutdown finds the pool closing and gets WF_ESHUTDOWN. */
+	__atomic_store_n(&p->magic, POOL_DEAD, __ATOMIC_RELAXED);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
 }
@@ -278,6 +307,8 @@ static job *job_new(wf_fn fn, void *arg, wf_drop_fn drop, uint32_t refs)
 	return j;
 }
 
+/* acq_rel, as pool_unref: the pool thread's writes to the job (err, msg)
+ * and the caller's reads happen before the free by whichever is last. */
 static void job_unref(job *j)
 {
 	if (__atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL) != 0)
@@ -507,6 +538,8 @@ static bool deadline_passed(const struct timespec *d)
  * leave (PARK_EXIT with p->mu held and self off the list). */
 static int thread_park(wf_pool *p, pool_thread *self)
 {
+	/* Relaxed: every other store to the word is made under p->mu too,
+	 * after this one (the thread is not on the idle list before). */
 	__atomic_store_n(&self->word, WORD_PARKED, __ATOMIC_RELAXED);
 	self->job = NULL;
 	idle_push(p, self);
@@ -542,6 +575,7 @@ static int thread_park(wf_pool *p, pool_thread *self)
 		if (w == WORD_EXIT)
 			return PARK_EXIT; /* taken off the list by the closer */
 		if (w == WORD_POKE) {
+			/* Under p->mu, as the stores of wakers: ordered by it. */
 			__atomic_store_n(&self->word, WORD_PARKED, __ATOMIC_RELAXED);
 			continue;
 		}
@@ -686,10 +720,17 @@ int wf_run_in_executor_ex(wf_fn fn, void *arg, const wf_call_opts *opts, wf_futu
 	if (out == NULL)
 		return WF_EINVAL;
 	*out = NULL;
+	if (opts != NULL && !WF__RESERVED_ZERO(opts))
+		return WF_EINVAL;
 	wf_pool *p = pool_get(opts != NULL ? opts->pool : NULL);
 	if (fn == NULL || !pool_ok(p))
 		return WF_EINVAL;
-	return call_submit(p, fn, arg, opts != NULL ? opts->drop : NULL, 1, NULL, out);
+	/* A shutdown racing this call must not free the pool under it: it
+	 * only sees the pool closing (WF_ESHUTDOWN) or the job queued. */
+	pool_ref(p);
+	int rc = call_submit(p, fn, arg, opts != NULL ? opts->drop : NULL, 1, NULL, out);
+	pool_unref(p);
+	return rc;
 }
 
 int wf_run_in_executor(wf_pool *p, wf_fn fn, void *arg, wf_future **out)
@@ -731,6 +772,8 @@ int wf_to_thread_ex(wf_fn fn, void *arg, const wf_call_opts *opts, void **result
 		*result = NULL;
 	if (errmsg != NULL)
 		*errmsg = NULL;
+	if (opts != NULL && !WF__RESERVED_ZERO(opts))
+		return WF_EINVAL;
 	wf_pool *p = pool_get(opts != NULL ? opts->pool : NULL);
 	if (fn == NULL || !pool_ok(p))
 		return WF_EINVAL;
@@ -804,7 +847,9 @@ static void await_exited(wf_future *f)
 
 /* Runs a shutdown: stops new work (user pools), cancels or keeps the
  * queue, tells the idle threads to leave, waits for the rest, joins the
- * last one out. Leaves p empty of threads. */
+ * last one out. Leaves p empty of threads. WF_EINVAL if p is closing
+ * already (the check and the mark in one critical section: of two racing
+ * shutdowns, one runs). */
 static int pool_close(wf_pool *p, int mode)
 {
 	wf_future *exited = wf_future_new();
@@ -812,6 +857,11 @@ static int pool_close(wf_pool *p, int mode)
 		return WF_ENOMEM;
 	job *cancelled = NULL;
 	pthread_mutex_lock(&p->mu);
+	if (p->closing != 0) {
+		pthread_mutex_unlock(&p->mu);
+		wf_future_release(exited);
+		return WF_EINVAL;
+	}
 	p->closing = mode;
 	if (mode == WF_POOL_CANCEL)
 		cancelled = queue_take_all(p);
@@ -820,6 +870,7 @@ static int pool_close(wf_pool *p, int mode)
 	while (p->idle != NULL) {
 		pool_thread *t = p->idle;
 		idle_remove(p, t);
+		/* Release: pairs with thread_park's acquire loads. */
 		__atomic_store_n(&t->word, WORD_EXIT, __ATOMIC_RELEASE);
 		futex_wake_one(&t->word);
 	}
@@ -857,19 +908,9 @@ int wf_pool_shutdown(wf_pool *p, int mode)
 		return WF_EINVAL;
 	if (tls_pool == p)
 		return WF_EDEADLK;
-	pthread_mutex_lock(&p->mu);
-	bool busy = p->closing != 0;
-	pthread_mutex_unlock(&p->mu);
-	if (busy)
-		return WF_EINVAL; /* a second shutdown of the same pool */
-	int rc = pool_close(p, mode);
-	if (rc != 0) {
-		pthread_mutex_lock(&p->mu);
-		p->closing = 0;
-		pthread_mutex_unlock(&p->mu);
+	int rc = pool_close(p, mode); /* WF_EINVAL: a second shutdown */
+	if (rc != 0)
 		return rc;
-	}
-	__atomic_store_n(&p->magic, POOL_DEAD, __ATOMIC_RELAXED);
 	pool_unref(p);
 	return 0;
 }
@@ -922,6 +963,7 @@ int wf_pool_get_stats(const wf_pool *p, wf_pool_stats *out)
 	wf_pool *q = pool_get(p);
 	if (!pool_ok(q))
 		return WF_EINVAL;
+	memset(out, 0, sizeof(*out)); /* the reserved words too */
 	pthread_mutex_lock(&q->mu);
 	out->threads = q->nthreads;
 	out->idle = q->nidle;

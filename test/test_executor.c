@@ -11,6 +11,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1032,4 +1033,151 @@ static void *late_main(void *arg)
 Test(executor, cancelled_call_resuming_after_pool_shutdown)
 {
 	run_weft(1, late_main, NULL);
+}
+
+/* ---- submissions racing a pool's shutdown ------------------------------ */
+
+/*
+ * Plain threads submit to a user pool in a loop while another thread shuts
+ * it down, WF_POOL_WAIT or WF_POOL_CANCEL. Every call accepted is complete
+ * once wf_pool_shutdown has returned (its value, or WF_ECANCELED for a call
+ * a WF_POOL_CANCEL took off the queue); every refusal is WF_ESHUTDOWN, also
+ * for calls made after the shutdown returned while the pool's memory is
+ * still held (here by a wf_to_thread that has not returned yet).
+ *
+ * That holder is a task of a one-worker runtime: its call ends, but it
+ * cannot return (and give the pool back) while another task keeps the
+ * worker busy until every submitter has been refused.
+ */
+
+enum { RACERS = 3, RACER_KEEP = 512 };
+
+typedef struct racer {
+	pthread_t thread;
+	unsigned index, kept, made; /* made: atomic */
+	wf_future *futures[RACER_KEEP];
+} racer;
+
+static struct {
+	wf_pool *pool;
+	racer racers[RACERS];
+	int stopped;  /* atomic: racers refused (or done) */
+	int spinning; /* atomic */
+	int in_call;  /* atomic: the holder's call runs */
+	int go_on;    /* atomic: the holder's call may return */
+} race;
+
+static void *holder_call(void *arg)
+{
+	__atomic_store_n(&race.in_call, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&race.go_on, __ATOMIC_ACQUIRE))
+		usleep(100);
+	return arg;
+}
+
+static void *holder(void *arg)
+{
+	wf_call_opts o = WF_CALL_OPTS_INIT;
+	o.pool = race.pool;
+	void *v = NULL;
+	CHECK_RC(wf_to_thread_ex(holder_call, (void *)7, &o, &v, NULL), 0);
+	CHECK_EQ((uintptr_t)v, 7);
+	return NULL;
+}
+
+static void *busy_until_refused(void *arg)
+{
+	__atomic_store_n(&race.spinning, 1, __ATOMIC_RELEASE);
+	while (__atomic_load_n(&race.stopped, __ATOMIC_ACQUIRE) < RACERS)
+		spin(1000);
+	return NULL;
+}
+
+static void *racer_loop(void *arg)
+{
+	racer *r = arg;
+	r->kept = 0;
+	while (r->kept < RACER_KEEP) {
+		wf_future *f = NULL;
+		uintptr_t v = ((uintptr_t)r->index << 16) | r->kept;
+		int rc = wf_run_in_executor(race.pool, twice, (void *)v, &f);
+		if (rc != 0) {
+			CHECK_RC(rc, WF_ESHUTDOWN);
+			CHECK(f == NULL);
+			break;
+		}
+		r->futures[r->kept++] = f;
+		__atomic_store_n(&r->made, r->kept, __ATOMIC_RELEASE);
+	}
+	__atomic_add_fetch(&race.stopped, 1, __ATOMIC_ACQ_REL);
+	return NULL;
+}
+
+static void wait_flag(int *flag)
+{
+	for (int i = 0; i < 200000 && !__atomic_load_n(flag, __ATOMIC_ACQUIRE); i++)
+		usleep(100);
+	cr_assert(__atomic_load_n(flag, __ATOMIC_ACQUIRE));
+}
+
+static void pool_race_round(wf_runtime *rt, int mode, uint64_t *rng)
+{
+	cr_assert_eq(wf_pool_new("race", 1 + rng_next(rng) % 4, &race.pool), 0);
+	race.stopped = race.spinning = race.in_call = race.go_on = 0;
+	wf_future *fh, *fb;
+	cr_assert_eq(wf_runtime_submit(rt, holder, NULL, &fh), 0);
+	wait_flag(&race.in_call);
+	cr_assert_eq(wf_runtime_submit(rt, busy_until_refused, NULL, &fb), 0);
+	wait_flag(&race.spinning);
+	__atomic_store_n(&race.go_on, 1, __ATOMIC_RELEASE);
+
+	for (unsigned i = 0; i < RACERS; i++) {
+		race.racers[i].index = i;
+		__atomic_store_n(&race.racers[i].made, 0, __ATOMIC_RELAXED);
+		cr_assert_eq(pthread_create(&race.racers[i].thread, NULL, racer_loop,
+					    &race.racers[i]), 0);
+	}
+	unsigned want = 1 + rng_next(rng) % 16;
+	for (unsigned i = 0; i < RACERS; i++)
+		while (__atomic_load_n(&race.racers[i].made, __ATOMIC_ACQUIRE) < want &&
+		       __atomic_load_n(&race.stopped, __ATOMIC_ACQUIRE) == 0)
+			sched_yield();
+	spin(rng_next(rng) % 20000);
+	cr_assert_eq(wf_pool_shutdown(race.pool, mode), 0);
+
+	for (unsigned i = 0; i < RACERS; i++) {
+		racer *r = &race.racers[i];
+		pthread_join(r->thread, NULL);
+		for (unsigned k = 0; k < r->kept; k++) {
+			void *v = NULL;
+			if (!check_any_failed() && CHECK(wf_future_done(r->futures[k]))) {
+				int rc = wf_future_result(r->futures[k], &v);
+				if (rc == 0)
+					CHECK_EQ((uintptr_t)v, (((uintptr_t)i << 16) | k) * 2);
+				else if (CHECK_RC(rc, WF_ECANCELED))
+					CHECK_EQ(mode, WF_POOL_CANCEL);
+			}
+			wf_future_release(r->futures[k]);
+		}
+	}
+	cr_assert_eq(wf_await(fb, NULL), 0);
+	cr_assert_eq(wf_await(fh, NULL), 0);
+	wf_future_release(fb);
+	wf_future_release(fh);
+}
+
+Test(executor, submissions_racing_pool_shutdown, .timeout = 600)
+{
+	wf_config cfg;
+	wf_config_init(&cfg);
+	cfg.workers = 1;
+	wf_runtime *rt;
+	cr_assert_eq(wf_runtime_start(&cfg, &rt), 0);
+	uint64_t rng = 0xfeedull;
+	unsigned rounds = SLOW ? 100 : 400;
+	for (unsigned i = 0; i < rounds && !check_any_failed(); i++)
+		pool_race_round(rt, i % 2 ? WF_POOL_CANCEL : WF_POOL_WAIT, &rng);
+	cr_assert_eq(wf_runtime_shutdown(rt), 0);
+	check_none_failed();
+	check_no_leaks();
 }
