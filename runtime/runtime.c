@@ -1,14 +1,20 @@
 /*
- * Runtime lifecycle: configuration, starting the workers, submitting work
- * from any thread, and shutting down.
+ * Runtime lifecycle: configuration, starting the workers and the
+ * subsystems, submitting work from any thread, and shutting down.
  *
- * Shutdown drains before it stops: it asks every worker to cancel the tasks
- * on its registry (only a registry's owner may walk it), waits until every
- * task ever started has finished (sum of per-worker finished counters equals
- * the sum of started ones; read finished first, so a task counted finished
- * is always counted started), re-sending the cancellation every so often
- * for tasks that caught one, then stops the workers and frees everything,
- * handles the program never gave back included.
+ * Configuration comes from wf_config and the environment (base 10 only);
+ * a bad value fails the start with WF_EINVAL and one line on stderr that
+ * names the variable or field, its value and the accepted range.
+ *
+ * Shutdown first closes the gate to submissions (submit_enter): every
+ * submission is then either refused or counted. It drains before it stops:
+ * it asks every worker to cancel the tasks on its registry (only a
+ * registry's owner may walk it), waits until every task ever started has
+ * finished (sum of per-worker finished counters equals the sum of started
+ * ones, see sum_started), re-sending the cancellation every so often for
+ * tasks that caught one, and after the grace period names the tasks still
+ * running. Then it stops the subsystems (subsystem.h), then the workers,
+ * and frees everything, handles the program never gave back included.
  */
 #include <errno.h>
 #include <limits.h>
@@ -349,6 +355,9 @@ static int runtime_start(const wf_config *cfg_in, wf_runtime **out, char **errms
 		runtime_free(rt, inited);
 		return rc;
 	}
+	/* pthread_create orders everything written above before each
+	 * worker's first step; start_mu orders the workers' start-up before
+	 * the runtime is handed out. */
 	unsigned created = 0;
 	for (; created < rt->nworkers; created++) {
 		rc = -pthread_create(&rt->workers[created].thread, NULL, wf__worker_main,
@@ -379,6 +388,7 @@ static int runtime_start(const wf_config *cfg_in, wf_runtime **out, char **errms
 		runtime_free(rt, rt->nworkers);
 		return rc;
 	}
+	/* Relaxed: the count only turns notes on, it orders nothing. */
 	if (cfg.debug & WF_DEBUG_CHECKS)
 		__atomic_add_fetch(&debug_runtimes, 1, __ATOMIC_RELAXED);
 	*out = rt;
@@ -461,6 +471,17 @@ out:
 	return rc;
 }
 
+/* The drain's counters. Each is written by one thread with a release store
+ * (a worker's n_started in wf__task_alloc, its n_finished in the task's
+ * completion; foreign_started with an acq_rel add on the submitting
+ * thread) and read here with acquire loads. A task's start is counted
+ * before it can be handed to anyone, and its finish is counted by whoever
+ * ran it, after it was handed over through a queue (release push, acquire
+ * take): so the count of its start happens before the count of its
+ * finish, and once the acquire load of a finished counter has seen the
+ * latter, a later load of the started counters sees the former. Hence
+ * finished is read first: it never exceeds started, and equal sums mean
+ * no task is left. */
 static uint64_t sum_started(wf_runtime *rt)
 {
 	uint64_t n = __atomic_load_n(&rt->foreign_started, __ATOMIC_ACQUIRE);
@@ -479,6 +500,9 @@ static uint64_t sum_finished(wf_runtime *rt)
 
 static void cancel_everything(wf_runtime *rt)
 {
+	/* Seq_cst: a parking worker sets its sleeping flag, fences and reads
+	 * the epoch (scheduler.c, park), so it either sees the new epoch and
+	 * sweeps, or sleeps and is woken below. */
 	__atomic_add_fetch(&rt->cancel_epoch, 1, __ATOMIC_SEQ_CST);
 	pthread_mutex_lock(&rt->foreign_mu);
 	wf__task_cancel_list(&rt->foreign_reg);
