@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "rt_check.h"
+#include "stress.h"
 #include "weft.h"
 
 /* ---- error codes -------------------------------------------------------- */
@@ -218,129 +219,46 @@ Test(sync_lock, a_waiter_is_not_starved_by_running_tasks)
 
 struct model {
 	wf_lock *l;
-	int inside;          /* atomic: holders right now; must stay <= 1 */
-	long counter;        /* plain, guarded by l */
-	long acquired;       /* atomic: successful acquisitions */
-	long gave_up;        /* atomic: timeouts and cancellations */
-	long tries;          /* atomic: iterations run (a task cancelled
-				before it starts never runs) */
-	int stop;            /* atomic: stops the chaos task */
-	wf_task *tasks[64];
-	size_t ntasks;
-	unsigned iters;
+	int inside;   /* atomic: holders right now; must stay <= 1 */
+	long counter; /* plain, guarded by l */
 };
 
-struct worker_arg {
-	struct model *m;
-	uint64_t seed;
-};
-
-static void critical_section(struct model *m, uint64_t *seed)
+static int lock_enter(stress *st, uint32_t r, uint64_t timeout_ms)
 {
+	struct model *m = st->model;
+	return wf_lock_acquire(m->l, timeout_ms);
+}
+
+static void lock_inside(stress *st, uint32_t r)
+{
+	struct model *m = st->model;
 	if (__atomic_fetch_add(&m->inside, 1, __ATOMIC_RELAXED) != 0)
 		check_fail(__FILE__, __LINE__, "two holders at once");
 	m->counter++;
-	/* Mostly short; now and then long enough for waiters to time out. */
-	uint32_t r = rng_next(seed);
-	int rc = 0;
-	if (r % 40 == 0)
-		rc = wf_sleep(1);
-	else if (r % 8 == 0 && wf_current() != NULL)
-		rc = wf_yield();
-	else
-		spin(r % 64);
-	if (rc == WF_ECANCELED)
-		wf_uncancel();
+}
+
+static void lock_before_leave(stress *st, uint32_t r)
+{
+	struct model *m = st->model;
 	__atomic_fetch_sub(&m->inside, 1, __ATOMIC_RELAXED);
 }
 
-static uint64_t random_timeout(uint64_t *seed)
+static int lock_leave(stress *st, uint32_t r)
 {
-	uint32_t r = rng_next(seed) % 8;
-	return r < 4 ? WF_FOREVER : r - 4; /* 0..3 ms half of the time */
+	struct model *m = st->model;
+	return wf_lock_release(m->l);
 }
 
-static void model_iterations(struct worker_arg *a)
-{
-	struct model *m = a->m;
-	for (unsigned i = 0; i < m->iters && !check_any_failed(); i++) {
-		__atomic_fetch_add(&m->tries, 1, __ATOMIC_RELAXED);
-		int rc = wf_lock_acquire(m->l, random_timeout(&a->seed));
-		if (rc == WF_ETIMEDOUT || rc == WF_ECANCELED) {
-			if (rc == WF_ECANCELED)
-				wf_uncancel();
-			__atomic_fetch_add(&m->gave_up, 1, __ATOMIC_RELAXED);
-			continue;
-		}
-		if (!CHECK_RC(rc, 0))
-			return;
-		__atomic_fetch_add(&m->acquired, 1, __ATOMIC_RELAXED);
-		critical_section(m, &a->seed);
-		CHECK_RC(wf_lock_release(m->l), 0);
-	}
-}
-
-static void *model_task(void *arg)
-{
-	model_iterations(arg);
-	return NULL;
-}
-
-static void *model_thread(void *arg)
-{
-	model_iterations(arg);
-	return NULL;
-}
-
-static void *chaos_task(void *arg)
-{
-	struct model *m = arg;
-	uint64_t seed = 0x9e3779b97f4a7c15u;
-	for (unsigned i = 0; !__atomic_load_n(&m->stop, __ATOMIC_ACQUIRE); i++) {
-		wf_cancel(m->tasks[rng_next(&seed) % m->ntasks]);
-		if (i % 8 == 0)
-			wf_sleep(1);
-		else
-			wf_yield();
-	}
-	return NULL;
-}
+static const stress_ops lock_ops = {lock_enter, lock_inside, lock_before_leave, lock_leave};
 
 static void *model_main(void *arg)
 {
-	struct model m = {.iters = 500};
-	struct worker_arg args[64];
-	pthread_t threads[2];
-	m.ntasks = 12;
+	struct model m = {0};
+	stress st = {.ops = &lock_ops, .model = &m, .iters = 500, .ntasks = 12,
+		     .sleep_mod = 40, .yield_mod = 8, .spin_max = 64};
 	CHECK_RC(wf_lock_new(&m.l), 0);
-	for (size_t i = 0; i < m.ntasks; i++) {
-		args[i] = (struct worker_arg){&m, 0x1234567u + i * 7919};
-		m.tasks[i] = wf_spawn(model_task, &args[i]);
-		CHECK(m.tasks[i] != NULL);
-	}
-	for (size_t i = 0; i < 2; i++) {
-		args[m.ntasks + i] = (struct worker_arg){&m, 0xabcdefu + i};
-		CHECK_EQ(pthread_create(&threads[i], NULL, model_thread, &args[m.ntasks + i]), 0);
-	}
-	wf_sleep(1); /* a task cancelled before it starts never runs */
-	wf_task *chaos = wf_spawn(chaos_task, &m);
-	for (size_t i = 0; i < m.ntasks; i++)
-		while (!wf_task_done(m.tasks[i]))
-			wf_sleep(1);
-	__atomic_store_n(&m.stop, 1, __ATOMIC_RELEASE);
-	CHECK_RC(wf_join(chaos, NULL), 0);
-	for (size_t i = 0; i < m.ntasks; i++) {
-		int rc = wf_join(m.tasks[i], NULL);
-		/* A cancellation requested after its last suspension is the
-		 * task's outcome. */
-		CHECK(rc == 0 || rc == WF_ECANCELED);
-	}
-	for (size_t i = 0; i < 2; i++)
-		pthread_join(threads[i], NULL);
-	CHECK(m.tries > (long)m.iters * 2);
-	CHECK_EQ(m.acquired + m.gave_up, m.tries);
-	CHECK_EQ(m.counter, m.acquired);
-	CHECK(m.acquired > 0);
+	stress_run(&st);
+	CHECK_EQ(m.counter, st.entered);
 	CHECK(!wf_lock_locked(m.l));
 	CHECK_RC(wf_lock_free(m.l), 0);
 	return NULL;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "rt_check.h"
+#include "stress.h"
 #include "weft.h"
 
 static void *bad_input_main(void *arg)
@@ -197,111 +198,58 @@ struct model {
 	int writers; /* atomic */
 	long data;   /* plain: written by writers only, under the lock */
 	long writes; /* atomic */
-	long tries, entered, gave_up; /* atomic */
-	int stop;    /* atomic */
-	wf_task *tasks[16];
-	size_t ntasks;
 };
 
-static void model_run(struct model *m, uint64_t seed, int iters)
+static bool is_write(uint32_t r)
 {
-	for (int i = 0; i < iters && !check_any_failed(); i++) {
-		uint32_t r = rng_next(&seed);
-		bool write = r % 4 == 0;
-		uint64_t t = (r >> 8) % 2 ? WF_FOREVER : (r >> 9) % 3;
-		__atomic_fetch_add(&m->tries, 1, __ATOMIC_RELAXED);
-		int rc = write ? wf_rwlock_wrlock(m->rw, t) : wf_rwlock_rdlock(m->rw, t);
-		if (rc == WF_ETIMEDOUT || rc == WF_ECANCELED) {
-			if (rc == WF_ECANCELED)
-				wf_uncancel();
-			__atomic_fetch_add(&m->gave_up, 1, __ATOMIC_RELAXED);
-			continue;
-		}
-		if (!CHECK_RC(rc, 0))
-			return;
-		__atomic_fetch_add(&m->entered, 1, __ATOMIC_RELAXED);
-		if (write) {
-			if (__atomic_fetch_add(&m->writers, 1, __ATOMIC_RELAXED) != 0 ||
-			    __atomic_load_n(&m->readers, __ATOMIC_RELAXED) != 0)
-				check_fail(__FILE__, __LINE__, "writer not alone");
-			m->data++;
-			__atomic_fetch_add(&m->writes, 1, __ATOMIC_RELAXED);
-		} else {
-			__atomic_fetch_add(&m->readers, 1, __ATOMIC_RELAXED);
-			if (__atomic_load_n(&m->writers, __ATOMIC_RELAXED) != 0)
-				check_fail(__FILE__, __LINE__, "reader with a writer");
-			(void)*(volatile long *)&m->data;
-		}
-		rc = 0;
-		if (r % 89 == 0)
-			rc = wf_sleep(1);
-		else if (r % 6 == 0 && wf_current() != NULL)
-			rc = wf_yield();
-		else
-			spin(r % 64);
-		if (rc == WF_ECANCELED)
-			wf_uncancel();
-		if (write) {
-			__atomic_fetch_sub(&m->writers, 1, __ATOMIC_RELAXED);
-			CHECK_RC(wf_rwlock_wrunlock(m->rw), 0);
-		} else {
-			__atomic_fetch_sub(&m->readers, 1, __ATOMIC_RELAXED);
-			CHECK_RC(wf_rwlock_rdunlock(m->rw), 0);
-		}
+	return r % 4 == 0;
+}
+
+static int rw_enter(stress *st, uint32_t r, uint64_t timeout_ms)
+{
+	struct model *m = st->model;
+	return is_write(r) ? wf_rwlock_wrlock(m->rw, timeout_ms) : wf_rwlock_rdlock(m->rw, timeout_ms);
+}
+
+static void rw_inside(stress *st, uint32_t r)
+{
+	struct model *m = st->model;
+	if (is_write(r)) {
+		if (__atomic_fetch_add(&m->writers, 1, __ATOMIC_RELAXED) != 0 ||
+		    __atomic_load_n(&m->readers, __ATOMIC_RELAXED) != 0)
+			check_fail(__FILE__, __LINE__, "writer not alone");
+		m->data++;
+		__atomic_fetch_add(&m->writes, 1, __ATOMIC_RELAXED);
+	} else {
+		__atomic_fetch_add(&m->readers, 1, __ATOMIC_RELAXED);
+		if (__atomic_load_n(&m->writers, __ATOMIC_RELAXED) != 0)
+			check_fail(__FILE__, __LINE__, "reader with a writer");
+		(void)*(volatile long *)&m->data;
 	}
 }
 
-static void *model_task(void *arg)
+static void rw_before_leave(stress *st, uint32_t r)
 {
-	model_run(arg, (uintptr_t)wf_current() | 1, 300);
-	return NULL;
+	struct model *m = st->model;
+	__atomic_fetch_sub(is_write(r) ? &m->writers : &m->readers, 1, __ATOMIC_RELAXED);
 }
 
-static void *model_thread(void *arg)
+static int rw_leave(stress *st, uint32_t r)
 {
-	model_run(arg, (uintptr_t)&arg | 1, 300);
-	return NULL;
+	struct model *m = st->model;
+	return is_write(r) ? wf_rwlock_wrunlock(m->rw) : wf_rwlock_rdunlock(m->rw);
 }
 
-static void *chaos_task(void *arg)
-{
-	struct model *m = arg;
-	uint64_t seed = 11;
-	for (unsigned i = 0; !__atomic_load_n(&m->stop, __ATOMIC_ACQUIRE); i++) {
-		wf_cancel(m->tasks[rng_next(&seed) % m->ntasks]);
-		if (i % 8 == 0)
-			wf_sleep(1);
-		else
-			wf_yield();
-	}
-	return NULL;
-}
+static const stress_ops rw_ops = {rw_enter, rw_inside, rw_before_leave, rw_leave};
 
 static void *model_main(void *arg)
 {
-	struct model m = {.ntasks = 12};
-	pthread_t th[2];
+	struct model m = {0};
+	stress st = {.ops = &rw_ops, .model = &m, .iters = 300, .ntasks = 12,
+		     .sleep_mod = 89, .yield_mod = 6, .spin_max = 64};
 	CHECK_RC(wf_rwlock_new(&m.rw), 0);
-	for (size_t i = 0; i < m.ntasks; i++)
-		m.tasks[i] = wf_spawn(model_task, &m);
-	for (int i = 0; i < 2; i++)
-		CHECK_EQ(pthread_create(&th[i], NULL, model_thread, &m), 0);
-	wf_sleep(1);
-	wf_task *chaos = wf_spawn(chaos_task, &m);
-	for (size_t i = 0; i < m.ntasks; i++)
-		while (!wf_task_done(m.tasks[i]))
-			wf_sleep(1);
-	__atomic_store_n(&m.stop, 1, __ATOMIC_RELEASE);
-	CHECK_RC(wf_join(chaos, NULL), 0);
-	for (size_t i = 0; i < m.ntasks; i++) {
-		int rc = wf_join(m.tasks[i], NULL);
-		CHECK(rc == 0 || rc == WF_ECANCELED);
-	}
-	for (int i = 0; i < 2; i++)
-		pthread_join(th[i], NULL);
-	CHECK_EQ(m.entered + m.gave_up, m.tries);
+	stress_run(&st);
 	CHECK_EQ(m.data, m.writes);
-	CHECK(m.entered > 0);
 	/* Nothing is held: a writer gets in at once. */
 	CHECK_RC(wf_rwlock_try_wrlock(m.rw), 0);
 	CHECK_RC(wf_rwlock_wrunlock(m.rw), 0);

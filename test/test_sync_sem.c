@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "rt_check.h"
+#include "stress.h"
 #include "weft.h"
 
 static void *bad_input_main(void *arg)
@@ -145,14 +146,8 @@ Test(sync_sem, fifo_and_permits_passed_past_quitters)
 
 struct model {
 	wf_sem *s;
-	int inside;    /* atomic */
+	int inside;     /* atomic */
 	int max_inside; /* atomic */
-	long got;      /* atomic */
-	long gave_up;  /* atomic */
-	long tries;    /* atomic */
-	int stop;      /* atomic */
-	wf_task *tasks[16];
-	size_t ntasks;
 };
 
 static void note_max(int *max, int v)
@@ -163,91 +158,43 @@ static void note_max(int *max, int v)
 		;
 }
 
-static void model_run(struct model *m, uint64_t seed, int iters)
+static int sem_enter(stress *st, uint32_t r, uint64_t timeout_ms)
 {
-	for (int i = 0; i < iters && !check_any_failed(); i++) {
-		__atomic_fetch_add(&m->tries, 1, __ATOMIC_RELAXED);
-		uint32_t r = rng_next(&seed);
-		uint64_t t = r % 2 ? WF_FOREVER : r % 3;
-		int rc = wf_sem_acquire(m->s, t);
-		if (rc == WF_ECANCELED || rc == WF_ETIMEDOUT) {
-			if (rc == WF_ECANCELED)
-				wf_uncancel();
-			__atomic_fetch_add(&m->gave_up, 1, __ATOMIC_RELAXED);
-			continue;
-		}
-		if (!CHECK_RC(rc, 0))
-			return;
-		__atomic_fetch_add(&m->got, 1, __ATOMIC_RELAXED);
-		int now = __atomic_add_fetch(&m->inside, 1, __ATOMIC_RELAXED);
-		note_max(&m->max_inside, now);
-		if (now > PERMITS)
-			check_fail(__FILE__, __LINE__, "more holders than permits");
-		rc = 0;
-		if (r % 37 == 0)
-			rc = wf_sleep(1);
-		else if (r % 5 == 0 && wf_current() != NULL)
-			rc = wf_yield();
-		else
-			spin(r % 128);
-		if (rc == WF_ECANCELED)
-			wf_uncancel();
-		__atomic_fetch_sub(&m->inside, 1, __ATOMIC_RELAXED);
-		CHECK_RC(wf_sem_release(m->s), 0);
-	}
+	struct model *m = st->model;
+	return wf_sem_acquire(m->s, timeout_ms);
 }
 
-static void *model_task(void *arg)
+static void sem_inside(stress *st, uint32_t r)
 {
-	model_run(arg, (uintptr_t)wf_current() | 1, 400);
-	return NULL;
+	struct model *m = st->model;
+	int now = __atomic_add_fetch(&m->inside, 1, __ATOMIC_RELAXED);
+	note_max(&m->max_inside, now);
+	if (now > PERMITS)
+		check_fail(__FILE__, __LINE__, "more holders than permits");
 }
 
-static void *model_thread(void *arg)
+static void sem_before_leave(stress *st, uint32_t r)
 {
-	model_run(arg, (uintptr_t)&arg | 1, 400);
-	return NULL;
+	struct model *m = st->model;
+	__atomic_fetch_sub(&m->inside, 1, __ATOMIC_RELAXED);
 }
 
-static void *chaos_task(void *arg)
+static int sem_leave(stress *st, uint32_t r)
 {
-	struct model *m = arg;
-	uint64_t seed = 99;
-	for (unsigned i = 0; !__atomic_load_n(&m->stop, __ATOMIC_ACQUIRE); i++) {
-		wf_cancel(m->tasks[rng_next(&seed) % m->ntasks]);
-		if (i % 8 == 0)
-			wf_sleep(1);
-		else
-			wf_yield();
-	}
-	return NULL;
+	struct model *m = st->model;
+	return wf_sem_release(m->s);
 }
+
+static const stress_ops sem_ops = {sem_enter, sem_inside, sem_before_leave, sem_leave};
 
 static void *model_main(void *arg)
 {
-	struct model m = {.ntasks = 12};
-	pthread_t th[2];
+	struct model m = {0};
+	stress st = {.ops = &sem_ops, .model = &m, .iters = 400, .ntasks = 12,
+		     .sleep_mod = 37, .yield_mod = 5, .spin_max = 128};
 	/* Bounded, so that an extra release would be caught. */
 	CHECK_RC(wf_sem_new_bounded(PERMITS, &m.s), 0);
-	for (size_t i = 0; i < m.ntasks; i++)
-		m.tasks[i] = wf_spawn(model_task, &m);
-	for (int i = 0; i < 2; i++)
-		CHECK_EQ(pthread_create(&th[i], NULL, model_thread, &m), 0);
-	wf_sleep(1);
-	wf_task *chaos = wf_spawn(chaos_task, &m);
-	for (size_t i = 0; i < m.ntasks; i++)
-		while (!wf_task_done(m.tasks[i]))
-			wf_sleep(1);
-	__atomic_store_n(&m.stop, 1, __ATOMIC_RELEASE);
-	CHECK_RC(wf_join(chaos, NULL), 0);
-	for (size_t i = 0; i < m.ntasks; i++) {
-		int rc = wf_join(m.tasks[i], NULL);
-		CHECK(rc == 0 || rc == WF_ECANCELED);
-	}
-	for (int i = 0; i < 2; i++)
-		pthread_join(th[i], NULL);
-	CHECK_EQ(m.got + m.gave_up, m.tries);
-	CHECK(m.got > 0);
+	stress_run(&st);
 	CHECK(m.max_inside <= PERMITS);
 	/* Every permit came back: exactly PERMITS can be taken now. */
 	CHECK_EQ(wf_sem_value(m.s), PERMITS);
