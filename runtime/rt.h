@@ -13,6 +13,7 @@
 
 #include "ctx.h"
 #include "deque.h"
+#include "handle.h"
 #include "internal.h"
 #include "stack.h"
 #include "weft.h"
@@ -120,7 +121,8 @@ typedef struct wf__fiber {
 } wf__fiber;
 
 struct wf_task {
-	uint32_t magic;
+	wf__hdr hdr;    /* generation-tagged handle (handle.h) */
+	uint32_t magic; /* WF__TASK_MAGIC while allocated */
 	uint32_t state; /* atomic WF__T_* */
 	uint32_t park;  /* atomic WF__P_* */
 	uint32_t refs;  /* atomic: handle, queue entries, running */
@@ -156,13 +158,26 @@ struct wf_task {
 	char name[WF__NAME_MAX];
 } __attribute__((aligned(WF__CACHELINE)));
 
-/* Task structs of a worker come from slabs it never gives back before the
- * runtime ends; walking them finds every task the worker allocated. */
-#define WF__SLAB_TASKS 63
+/* Task structs of a worker come from handle slabs (handle.h) it keeps
+ * until the runtime ends, then gives back to the process-wide pool for the
+ * next runtime; walking them finds every task the worker allocated. */
+#define WF__TASKS_PER_SLAB ((WF__HSLAB_ALIGN - WF__HSLAB_HDR) / sizeof(wf_task))
 typedef struct wf__slab {
 	struct wf__slab *next;
-	wf_task tasks[WF__SLAB_TASKS];
+	wf_task *tasks; /* WF__TASKS_PER_SLAB of them */
 } wf__slab;
+
+/* The task a handle names, or NULL if the handle is not a live task's
+ * (NULL, stale: joined, detached or freed, garbage, another kind). */
+static inline wf_task *wf__task_get(const wf_task *handle)
+{
+	return (wf_task *)wf__hdecode(handle, WF__K_TASK, sizeof(wf_task), WF__TASKS_PER_SLAB);
+}
+/* The handle of a live task, as the program sees it. */
+static inline wf_task *wf__task_handle(const wf_task *t)
+{
+	return (wf_task *)wf__handle_of(t);
+}
 
 /* ------------------------------------------------------------------------
  * Timers: a per-worker binary heap (see timer.c).
@@ -290,6 +305,8 @@ void wf__inject(wf_runtime *rt, wf_task *t);
 void *wf__worker_main(void *arg);
 void wf__run_inline(wf__worker *w, wf_task *t);
 void wf__task_finish(wf_task *t);
+/* compose/: closes the scopes t returned inside (t->cscope != NULL). */
+void wf__task_exit_scopes(wf_task *t);
 
 /* task.c */
 wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w);
@@ -298,9 +315,12 @@ void wf__task_free_local(wf__worker *w, wf_task *t);
 void wf__worker_drain_remote_free(wf__worker *w);
 void wf__task_flush_remote(wf__worker *w);
 void wf__task_release_all(wf__worker *w);
+void wf__task_release_foreign(wf_runtime *rt);
 void wf__task_cancel_all(wf__worker *w);
 void wf__task_cancel_list(wf_task *head);
 bool wf__task_cancel_request(wf_task *t);
+/* The name of a task given by address (wf_task_name takes a handle). */
+const char *wf__task_name(wf_task *t);
 
 /* waiter.c */
 void wf__inline_pull_cancel(wf_task *t);

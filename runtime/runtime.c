@@ -242,16 +242,7 @@ static void runtime_free(wf_runtime *rt, unsigned nworkers_inited)
 	for (unsigned i = 0; i < nworkers_inited; i++)
 		worker_destroy(&rt->workers[i]);
 	/* Tasks submitted from plain threads. */
-	while (rt->foreign_reg.reg_next != &rt->foreign_reg) {
-		wf_task *t = rt->foreign_reg.reg_next;
-		t->reg_prev->reg_next = t->reg_next;
-		t->reg_next->reg_prev = t->reg_prev;
-		wf__fcore_destroy(&t->core);
-		free(t->fail_msg);
-		if (t->submit != NULL)
-			wf_future_release(t->submit);
-		free(t);
-	}
+	wf__task_release_foreign(rt);
 	pthread_mutex_destroy(&rt->foreign_mu);
 	pthread_mutex_destroy(&rt->start_mu);
 	pthread_cond_destroy(&rt->start_cv);
@@ -458,7 +449,7 @@ int wf_runtime_submit(wf_runtime *rt, wf_fn fn, void *arg, wf_future **out)
 	}
 	t->fn = fn;
 	t->arg = arg;
-	t->submit = wf_future_retain(f);
+	t->submit = wf__future_get(wf_future_retain(f)); /* the object */
 	t->joined = 2 | 8; /* detached, submitted: the future has the outcome */
 	t->refs = 1;   /* the start entry */
 	if (local)

@@ -108,7 +108,7 @@ static void report_overflow(wf_task *t, const char *how) __attribute__((cold, no
 static void report_overflow(wf_task *t, const char *how)
 {
 	char buf[160];
-	const char *name = wf_task_name(t);
+	const char *name = wf__task_name(t);
 	int n = snprintf(buf, sizeof(buf), "weft: stack overflow in task \"%s\"%s\n", name, how);
 	if (n > 0)
 		(void)!write(2, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
@@ -182,6 +182,8 @@ static void task_entry(void)
 	finish_switch(w);
 	wf_task *t = w->current;
 	t->result = t->fn(t->arg);
+	if (WF__UNLIKELY(t->cscope != NULL))
+		wf__task_exit_scopes(t);
 	wf__sched_switch_out(wf__self(), WF__SW_EXIT);
 	abort(); /* an exited fiber is never resumed */
 }
@@ -503,6 +505,8 @@ void wf__run_inline(wf__worker *w, wf_task *t)
 	t->inline_parent = parent;
 	w->current = t;
 	t->result = t->fn(t->arg);
+	if (WF__UNLIKELY(t->cscope != NULL))
+		wf__task_exit_scopes(t);
 	/* The child may have suspended and resumed elsewhere. */
 	w = wf__self();
 	w->current = parent;

@@ -21,6 +21,17 @@
  * program never released (a freed struct is marked dead). Tasks submitted
  * from plain threads have no owner: they are malloc'd and kept on the
  * runtime's foreign list, under a mutex (never on a task's spawn path).
+ *
+ * Handles. The slabs are handle slabs (handle.h): the program holds a
+ * generation-tagged handle, never the address, and every public call
+ * decodes it (wf__task_get), so a handle that was joined or detached gets
+ * WF_EINVAL however often its memory has been reused since. Freeing a task
+ * bumps its generation; a slot whose generation wraps is retired. At the
+ * end of the runtime the slabs go back to the process-wide pool, where the
+ * next runtime's workers take them with their generations intact: a handle
+ * kept past its runtime is refused too, and never reads freed memory.
+ * Foreign tasks come one at a time from the same kind's shared free list
+ * (wf__hobj_alloc), so wf_current() in them is a handle like any other.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,24 +78,44 @@ static void reg_unlink(wf_task *t)
 	t->reg_prev = t->reg_next = NULL;
 }
 
-static void task_clear(wf_task *t)
+static wf__htype task_htype = {
+	.kind = WF__K_TASK,
+	.size = sizeof(wf_task),
+	.per_slab = WF__TASKS_PER_SLAB,
+	.lock = WF__SPINLOCK_INIT,
+};
+
+/* Ends a task's life in its slot: its handles are stale from here on.
+ * false if the slot retired (its generation wrapped): it must not be
+ * reused. */
+static bool task_clear(wf_task *t)
 {
 	wf__fcore_destroy(&t->core);
 	free(t->fail_msg);
 	t->fail_msg = NULL;
 	t->magic = WF__TASK_DEAD;
+	return wf__hdr_bump(&t->hdr);
 }
 
 static bool slab_grow(wf__worker *w)
 {
-	wf__slab *s = aligned_alloc(WF__CACHELINE, sizeof(*s));
+	wf__slab *s = malloc(sizeof(*s));
 	if (s == NULL)
 		return false;
+	size_t n;
+	wf_task *first = wf__hslab_get(&task_htype, &n);
+	if (first == NULL) {
+		free(s);
+		return false;
+	}
+	s->tasks = first;
 	s->next = w->slabs;
 	w->slabs = s;
-	for (int i = WF__SLAB_TASKS - 1; i >= 0; i--) {
-		wf_task *t = &s->tasks[i];
+	for (size_t i = n; i-- > 0;) {
+		wf_task *t = &first[i];
 		t->magic = WF__TASK_DEAD;
+		if (wf__hdr_retired(&t->hdr))
+			continue;
 		t->qnext = w->free_tasks;
 		w->free_tasks = t;
 	}
@@ -102,7 +133,7 @@ wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
 		}
 		t = w->free_tasks;
 		w->free_tasks = t->qnext;
-	} else if ((t = aligned_alloc(WF__CACHELINE, sizeof(*t))) == NULL) {
+	} else if ((t = wf__hobj_alloc(&task_htype)) == NULL) {
 		return NULL;
 	}
 	t->magic = WF__TASK_MAGIC;
@@ -128,9 +159,13 @@ wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
 	t->owner = w;
 	t->last = w;
 	t->qnext = NULL;
+	t->snext = NULL;
 	t->name_state = NAME_NONE;
 	t->name[0] = '\0';
 	if (w != NULL) {
+		/* Live: its handle is valid from here (release: the decoder
+		 * sees the fields above). wf__hobj_alloc armed a foreign one. */
+		wf__hdr_arm(&t->hdr);
 		t->id = (w->next_id++ << 8) | (w->id & 0xff);
 		__atomic_store_n(&w->n_started, w->n_started + 1, __ATOMIC_RELEASE);
 	} else {
@@ -144,7 +179,8 @@ wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
 
 void wf__task_free_local(wf__worker *w, wf_task *t)
 {
-	task_clear(t);
+	if (!task_clear(t))
+		return; /* retired */
 	t->qnext = w->free_tasks;
 	w->free_tasks = t;
 }
@@ -157,8 +193,7 @@ static void task_free(wf_task *t)
 		pthread_mutex_lock(&rt->foreign_mu);
 		reg_unlink(t);
 		pthread_mutex_unlock(&rt->foreign_mu);
-		task_clear(t);
-		free(t);
+		wf__hobj_recycle(&task_htype, t, task_clear(t));
 		return;
 	}
 	wf__worker *self = wf__self();
@@ -217,7 +252,7 @@ void wf__task_unref(wf_task *t)
 
 static void cancel_if_live(wf_task *t)
 {
-	if (__atomic_load_n(&t->magic, __ATOMIC_ACQUIRE) == WF__TASK_MAGIC &&
+	if (wf__hdr_live(&t->hdr) &&
 	    __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) != WF__T_DONE)
 		wf__task_cancel_request(t);
 }
@@ -227,7 +262,7 @@ static void cancel_if_live(wf_task *t)
 void wf__task_cancel_all(wf__worker *w)
 {
 	for (wf__slab *s = w->slabs; s != NULL; s = s->next)
-		for (int i = 0; i < WF__SLAB_TASKS; i++)
+		for (size_t i = 0; i < WF__TASKS_PER_SLAB; i++)
 			cancel_if_live(&s->tasks[i]);
 }
 
@@ -237,16 +272,32 @@ void wf__task_cancel_list(wf_task *head)
 		cancel_if_live(t);
 }
 
-/* After the workers stopped: frees every task a worker still holds. */
+/* After the workers stopped: frees the tasks submitted from plain threads
+ * that never ran to their end. */
+void wf__task_release_foreign(wf_runtime *rt)
+{
+	while (rt->foreign_reg.reg_next != &rt->foreign_reg) {
+		wf_task *t = rt->foreign_reg.reg_next;
+		reg_unlink(t);
+		if (t->submit != NULL)
+			wf__future_put(t->submit);
+		t->submit = NULL;
+		wf__hobj_recycle(&task_htype, t, task_clear(t));
+	}
+}
+
+/* After the workers stopped: frees every task a worker still holds (its
+ * handles go stale) and gives the slabs back to the process-wide pool. */
 void wf__task_release_all(wf__worker *w)
 {
 	wf__worker_drain_remote_free(w);
 	while (w->slabs != NULL) {
 		wf__slab *s = w->slabs;
 		w->slabs = s->next;
-		for (int i = 0; i < WF__SLAB_TASKS; i++)
+		for (size_t i = 0; i < WF__TASKS_PER_SLAB; i++)
 			if (s->tasks[i].magic == WF__TASK_MAGIC)
 				task_clear(&s->tasks[i]);
+		wf__hslab_put(&task_htype, s->tasks);
 		free(s);
 	}
 	w->free_tasks = NULL;
@@ -259,7 +310,7 @@ static void report_never_joined(wf_task *t)
 	if (__atomic_fetch_or(&t->joined, J_REPORTED, __ATOMIC_ACQ_REL) & J_REPORTED)
 		return;
 	const char *msg = t->core.msg ? t->core.msg : wf_strerror(t->core.err);
-	fprintf(stderr, "weft: task \"%s\" failed: %s, never joined\n", wf_task_name(t), msg);
+	fprintf(stderr, "weft: task \"%s\" failed: %s, never joined\n", wf__task_name(t), msg);
 }
 
 static bool failed_unseen(wf_task *t)
@@ -287,11 +338,10 @@ static void task_complete(wf_task *t, bool drop_running)
 	if (w != NULL)
 		__atomic_store_n(&w->n_finished, w->n_finished + 1, __ATOMIC_RELEASE);
 	if (t->submit != NULL) {
-		wf_future *f = t->submit;
+		wf_future *f = t->submit; /* the object, with a reference */
 		char *copy = msg != NULL ? strdup(msg) : NULL;
 		t->submit = NULL;
-		wf__fcore_complete(&f->core, err, value, copy, f);
-		wf_future_release(f);
+		wf__future_settle(f, err, value, copy);
 	}
 	if (__atomic_load_n(&t->joined, __ATOMIC_ACQUIRE) & J_DETACHED) {
 		/* No handle: nobody waits on it or has a callback on it. */
@@ -360,7 +410,7 @@ int wf_spawn_ex(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out)
 	}
 	wf__schedule_new(w, t);
 	if (out != NULL && !detached)
-		*out = t;
+		*out = wf__task_handle(t);
 	return 0;
 }
 
@@ -377,15 +427,11 @@ wf_task *wf_spawn(wf_fn fn, void *arg)
 	t->fn = fn;
 	t->arg = arg;
 	wf__schedule_new(w, t);
-	return t;
+	return wf__task_handle(t);
 }
 
 /* ---- joining ----------------------------------------------------------- */
 
-static bool handle_ok(const wf_task *t)
-{
-	return t != NULL && t->magic == WF__TASK_MAGIC;
-}
 
 /* Runs an unstarted t on the joiner's stack. A cancellation of the joiner
  * that reached t while t waited (waiter.c) counts as the joiner's own if t
@@ -410,13 +456,14 @@ static int take_outcome(wf_task *t, void **result, char **errmsg)
 	return err;
 }
 
-int wf_join_ex(wf_task *t, void **result, char **errmsg)
+int wf_join_ex(wf_task *h, void **result, char **errmsg)
 {
 	if (result != NULL)
 		*result = NULL;
 	if (errmsg != NULL)
 		*errmsg = NULL;
-	if (!handle_ok(t))
+	wf_task *t = wf__task_get(h);
+	if (t == NULL)
 		return WF_EINVAL;
 	wf__worker *w = wf__self();
 	wf_task *me = w != NULL ? w->current : NULL;
@@ -478,9 +525,10 @@ int wf_join(wf_task *t, void **result)
 	return wf_join_ex(t, result, NULL);
 }
 
-int wf_detach(wf_task *t)
+int wf_detach(wf_task *h)
 {
-	if (!handle_ok(t))
+	wf_task *t = wf__task_get(h);
+	if (t == NULL)
 		return WF_EINVAL;
 	uint32_t j = __atomic_load_n(&t->joined, __ATOMIC_RELAXED);
 	do {
@@ -498,9 +546,10 @@ int wf_detach(wf_task *t)
 
 /* ---- cancellation and failure ----------------------------------------- */
 
-int wf_cancel(wf_task *t)
+int wf_cancel(wf_task *h)
 {
-	if (!handle_ok(t))
+	wf_task *t = wf__task_get(h);
+	if (t == NULL)
 		return WF_EINVAL;
 	if (__atomic_load_n(&t->state, __ATOMIC_ACQUIRE) == WF__T_DONE)
 		return WF_EALREADY;
@@ -605,13 +654,18 @@ int wf_sleep(uint64_t ms)
 
 wf_task *wf_current(void)
 {
-	return wf__current();
+	wf_task *t = wf__current();
+	return t != NULL ? wf__task_handle(t) : NULL;
 }
 
-const char *wf_task_name(wf_task *t)
+const char *wf_task_name(wf_task *h)
 {
-	if (!handle_ok(t))
-		return NULL;
+	wf_task *t = wf__task_get(h);
+	return t != NULL ? wf__task_name(t) : NULL;
+}
+
+const char *wf__task_name(wf_task *t)
+{
 	uint32_t s = __atomic_load_n(&t->name_state, __ATOMIC_ACQUIRE);
 	if (s == NAME_SET)
 		return t->name;
@@ -627,7 +681,8 @@ const char *wf_task_name(wf_task *t)
 	return t->name;
 }
 
-bool wf_task_done(const wf_task *t)
+bool wf_task_done(const wf_task *h)
 {
-	return handle_ok(t) && __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) == WF__T_DONE;
+	wf_task *t = wf__task_get(h);
+	return t != NULL && __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) == WF__T_DONE;
 }

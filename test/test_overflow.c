@@ -116,7 +116,7 @@ __attribute__((noinline, noclone)) static int dig(const char *lo, int depth)
 
 static void *canary_victim(void *arg)
 {
-	wf__stack *s = wf_current()->fiber->stack;
+	wf__stack *s = wf__task_get(wf_current())->fiber->stack;
 	if (s->guarded) {
 		fprintf(stderr, "overflow test: the victim's stack has a guard page\n");
 		_exit(CHILD_SETUP_FAILED);
