@@ -272,18 +272,23 @@ WF_EXTERN bool wf_task_done(const wf_task *t);
 
 /* ------------------------------------------------------------------------
  * Futures: a result that arrives later, completed once from any thread.
+ * A released future's handle (its last reference dropped) is refused by
+ * every call below, even once a new future took its memory: WF_EINVAL,
+ * or the call's "nothing" (NULL, false) where it returns no code.
  * ---------------------------------------------------------------------- */
 /* [any] A new pending future, or NULL if out of memory. The caller owns one
  * reference and gives it back with wf_future_release. */
 WF_EXTERN wf_future *wf_future_new(void);
-/* [any] Takes another reference (for a second owner); returns f. */
+/* [any] Takes another reference (for a second owner); returns f (NULL for
+ * NULL or a released future). */
 WF_EXTERN wf_future *wf_future_retain(wf_future *f);
 /* [any] Drops one reference; the last frees f. A completion still running
- * elsewhere keeps its own reference, so releasing early is safe. */
+ * elsewhere keeps its own reference, so releasing early is safe. Does
+ * nothing for NULL or a released future. */
 WF_EXTERN void wf_future_release(wf_future *f);
 
 /* [any] Completes f with a value. 0, WF_EALREADY if f was already complete
- * (f is left as it was), WF_EINVAL for NULL. */
+ * (f is left as it was), WF_EINVAL for NULL or a released future. */
 WF_EXTERN int wf_future_set(wf_future *f, void *value);
 /* [any] Completes f with an error (err < 0) and an optional message
  * (copied). 0, WF_EALREADY, WF_EINVAL (NULL f, err >= 0), WF_ENOMEM. */
@@ -300,12 +305,13 @@ WF_EXTERN int wf_await(wf_future *f, void **value);
  * (f is left pending). WF_FOREVER waits without one. */
 WF_EXTERN int wf_await_timeout(wf_future *f, void **value, uint64_t ms);
 
-/* true once f is complete. */
+/* true once f is complete (false for NULL or a released future). */
 WF_EXTERN bool wf_future_done(const wf_future *f);
 /* The outcome of a complete future without waiting: 0 with *value, f's
  * error, or WF_EAGAIN if f is pending. */
 WF_EXTERN int wf_future_result(const wf_future *f, void **value);
-/* The message f failed with, or NULL; valid while f is referenced. */
+/* The message f failed with, or NULL (also for NULL or a released
+ * future); valid while f is referenced. */
 WF_EXTERN const char *wf_future_errmsg(const wf_future *f);
 
 /* Called once when f completes, on the completing thread (at once, on the

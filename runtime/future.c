@@ -9,14 +9,14 @@
  * (internal.h's rule), done-callbacks run after it is dropped, since they
  * may do anything short of blocking.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "handle.h"
 #include "rt.h"
 #include "waiting.h"
-
-#define FUTURE_MAGIC 0x77667574u /* "wfut" */
 
 static bool debug_tracked(void);
 static void future_report_unseen(wf_future *f);
@@ -126,33 +126,45 @@ int wf__fcore_add_cb(wf__fcore *c, wf_done_cb cb, void *arg, wf_future *owner)
  * the runtime keeps the object itself (wf_task.submit) and hands the
  * handle to done-callbacks. */
 
+/* A future's memory: its handle header, then the future the runtime
+ * sees (struct wf_future, rt.h). */
+typedef struct future_obj {
+	wf__hdr hdr;
+	struct wf_future f;
+} future_obj;
+
+static wf__htype future_type = WF__HTYPE_INIT(WF__K_FUTURE, future_obj);
+
+static future_obj *obj_of(wf_future *f)
+{
+	return (future_obj *)(void *)((char *)f - offsetof(future_obj, f));
+}
+
 wf_future *wf__future_get(const wf_future *h)
 {
-	if (h == NULL || __atomic_load_n(&h->magic, __ATOMIC_RELAXED) != FUTURE_MAGIC)
-		return NULL;
-	return (wf_future *)h;
+	future_obj *o = wf__handle_get(h, WF__K_FUTURE);
+	return o != NULL ? &o->f : NULL;
 }
 
 static wf_future *future_handle(wf_future *f)
 {
-	return f;
+	return wf__handle_of(obj_of(f));
 }
 
 static void future_free(wf_future *f)
 {
-	__atomic_store_n(&f->magic, 0, __ATOMIC_RELAXED);
 	wf__fcore_destroy(&f->core);
-	free(f);
+	wf__hobj_free(&future_type, obj_of(f)); /* every handle of it is stale */
 }
 
 wf_future *wf_future_new(void)
 {
-	wf_future *f = malloc(sizeof(*f));
-	if (f == NULL)
+	future_obj *o = wf__hobj_alloc(&future_type);
+	if (o == NULL)
 		return NULL;
+	wf_future *f = &o->f;
 	wf__fcore_init(&f->core);
 	f->refs = 1;
-	f->magic = FUTURE_MAGIC;
 	f->debug = debug_tracked() ? WF__FD_TRACKED : 0;
 	return future_handle(f);
 }

@@ -630,3 +630,47 @@ Test(future, await_timeout)
 	run_weft(1, timeout_main, NULL);
 	run_weft(3, timeout_main, NULL);
 }
+
+/* ---- stale handles -------------------------------------------------------
+ * A released future's handle, used after a new future took its memory:
+ * WF_EINVAL (or false / NULL), and the new future is untouched. */
+
+static int stale_cb_runs;
+
+static void stale_cb(wf_future *f, void *arg)
+{
+	(void)f;
+	(void)arg;
+	__atomic_add_fetch(&stale_cb_runs, 1, __ATOMIC_RELAXED);
+}
+
+Test(future, stale_handle)
+{
+	wf_future *old = wf_future_new();
+	cr_assert_not_null(old);
+	cr_assert_eq(wf_future_fail(old, WF_EIO, "old"), 0);
+	wf_future_release(old);
+	wf_future *f = wf_future_new();
+	cr_assert_not_null(f);
+	cr_assert_neq(f, old);
+	void *v = (void *)1;
+	cr_assert_eq(wf_future_set(old, (void *)7), WF_EINVAL);
+	cr_assert_eq(wf_future_fail(old, WF_EIO, NULL), WF_EINVAL);
+	cr_assert_eq(wf_future_cancel(old), WF_EINVAL);
+	cr_assert(!wf_future_done(f), "a stale completion reached the new future");
+	cr_assert(!wf_future_done(old));
+	cr_assert_eq(wf_future_result(old, &v), WF_EINVAL);
+	cr_assert_eq(wf_await(old, &v), WF_EINVAL);
+	cr_assert_eq(wf_await_timeout(old, &v, 0), WF_EINVAL);
+	cr_assert_null(wf_future_errmsg(old));
+	cr_assert_eq(wf_future_add_done_callback(old, stale_cb, NULL), WF_EINVAL);
+	cr_assert_null(wf_future_retain(old));
+	wf_future_release(old); /* does nothing: f keeps its one reference */
+	cr_assert_eq(wf_future_set(f, (void *)9), 0);
+	cr_assert_eq(wf_future_result(f, &v), 0);
+	cr_assert_eq(v, (void *)9);
+	cr_assert_eq(stale_cb_runs, 0);
+	wf_future_release(f);
+	cr_assert_eq(wf_future_set(f, NULL), WF_EINVAL, "released twice over");
+	cr_assert_eq(wf_future_result(f, &v), WF_EINVAL);
+}
