@@ -521,12 +521,6 @@ void AnnotateIgnoreReadsEnd(const char *file, int line);
 #define RACY_READS_END() ((void)0)
 #endif
 
-#if defined(WF__TASKS_PER_SLAB)
-#define SLAB_TASKS WF__TASKS_PER_SLAB
-#else
-#define SLAB_TASKS WF__SLAB_TASKS
-#endif
-
 typedef struct stuck_report {
 	wf_runtime *rt;
 	unsigned listed, more;
@@ -600,9 +594,11 @@ static void report_pass(stuck_report *r, bool running)
 	for (unsigned i = 0; i < rt->nworkers; i++) {
 		wf__worker *w = &rt->workers[i];
 		for (wf__slab *s = __atomic_load_n(&w->slabs, __ATOMIC_ACQUIRE); s != NULL;
-		     s = __atomic_load_n(&s->next, __ATOMIC_ACQUIRE))
-			for (size_t k = 0; k < SLAB_TASKS; k++)
-				report_task(r, &s->tasks[k], running);
+		     s = __atomic_load_n(&s->next, __ATOMIC_ACQUIRE)) {
+			wf_task *tasks = __atomic_load_n(&s->tasks, __ATOMIC_RELAXED);
+			for (size_t k = 0; k < WF__TASKS_PER_SLAB; k++)
+				report_task(r, &tasks[k], running);
+		}
 	}
 	pthread_mutex_lock(&rt->foreign_mu);
 	for (wf_task *t = rt->foreign_reg.reg_next; t != &rt->foreign_reg; t = t->reg_next)
