@@ -29,16 +29,24 @@ static void **free_next(void *obj)
 
 bool wf__htype_ready(wf__htype *ty)
 {
+	/* Acquire: pairs with the release store below; size and per_slab
+	 * are settled once ready is seen. */
 	if (__atomic_load_n(&ty->ready, __ATOMIC_ACQUIRE))
 		return true;
 	if (ty->kind == WF__K_NONE || ty->kind >= WF__K_COUNT)
 		return false;
+	pthread_mutex_lock(&dir_mu); /* the first allocations may race here */
+	bool ok = true;
+	if (__atomic_load_n(&ty->ready, __ATOMIC_RELAXED))
+		goto out;
 	size_t size = (ty->size + 15) & ~(size_t)15;
 	if (size < sizeof(wf__hdr) + sizeof(void *))
 		size = sizeof(wf__hdr) + sizeof(void *);
 	size_t room = WF__HSLAB_ALIGN - WF__HSLAB_HDR;
-	if (size > room)
-		return false;
+	if (size > room) {
+		ok = false;
+		goto out;
+	}
 	size_t per = ty->per_slab;
 	if (per == 0)
 		per = size <= SLAB_BYTES_DEFAULT - WF__HSLAB_HDR
@@ -48,9 +56,6 @@ bool wf__htype_ready(wf__htype *ty)
 		per = room / size;
 	if (per > WF__HSLOT_MASK + 1)
 		per = WF__HSLOT_MASK + 1;
-
-	pthread_mutex_lock(&dir_mu);
-	bool ok = true;
 	wf__hkind *k = &wf__hkinds[ty->kind];
 	if (k->per_slab == 0) {
 		__atomic_store_n(&k->size, (uint32_t)size, __ATOMIC_RELAXED);
@@ -59,12 +64,12 @@ bool wf__htype_ready(wf__htype *ty)
 		__atomic_store_n(&k->per_slab, (uint32_t)per, __ATOMIC_RELEASE);
 	} else if (k->size != size || k->per_slab != per) {
 		ok = false; /* two types for one kind that disagree */
+		goto out;
 	}
-	if (ok) {
-		ty->size = size;
-		ty->per_slab = per;
-		__atomic_store_n(&ty->ready, true, __ATOMIC_RELEASE);
-	}
+	ty->size = size;
+	ty->per_slab = per;
+	__atomic_store_n(&ty->ready, true, __ATOMIC_RELEASE);
+out:
 	pthread_mutex_unlock(&dir_mu);
 	return ok;
 }
