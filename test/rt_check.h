@@ -117,6 +117,21 @@ __attribute__((unused)) static void *run_weft(unsigned workers, wf_fn main_fn, v
 	return res;
 }
 
+/* n scaled by WEFT_TEST_SCALE (a percentage, default 100; never below 1).
+ * For the iteration counts of stress loops only: scripts/test's aarch64
+ * stage runs the suites under qemu, several times slower than the host,
+ * and sets it lower so that the stage fits CI's time budget; the loops
+ * still run the same paths, only fewer times. */
+__attribute__((unused)) static inline long test_iters(long n)
+{
+	const char *s = getenv("WEFT_TEST_SCALE");
+	long pct = s != NULL && *s != '\0' ? strtol(s, NULL, 10) : 100;
+	if (pct <= 0 || pct >= 100)
+		return n;
+	long r = n * pct / 100;
+	return r > 0 ? r : 1;
+}
+
 __attribute__((unused)) static uint64_t mono_ns(void)
 {
 	struct timespec ts;
