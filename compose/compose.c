@@ -299,6 +299,8 @@ struct mwatch {
 
 static void mw_unref(mwatch *mw)
 {
+	/* Release: this holder's uses of the set happen before the free;
+	 * acquire (for the last one): every other holder's do too. */
 	if (__atomic_sub_fetch(&mw->refs, 1, __ATOMIC_ACQ_REL) == 0)
 		free(mw);
 }
@@ -362,6 +364,7 @@ static void mw_watch(mwatch *mw, const items *it, size_t i)
 	nd->core = item_core(it, i);
 	nd->index = i;
 	nd->fired = false;
+	/* Relaxed: the waiter's reference keeps the set alive meanwhile. */
 	__atomic_add_fetch(&mw->refs, 1, __ATOMIC_RELAXED);
 	nd->linked = wf__fcore_watch(item_core(it, i), &nd->cb, item_owner(it, i));
 }

@@ -142,6 +142,8 @@ unsigned wf_barrier_parties(const wf_barrier *h)
 	return b != NULL ? b->parties : 0;
 }
 
+/* The relaxed loads below are snapshots for the caller: every decision is
+ * made under sl. */
 unsigned wf_barrier_n_waiting(const wf_barrier *h)
 {
 	const wf_barrier *b = barrier_get(h);

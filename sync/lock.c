@@ -42,14 +42,6 @@
  */
 #include "sync/sync_internal.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#define cpu_relax() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#define cpu_relax() __asm__ __volatile__("yield")
-#else
-#define cpu_relax() ((void)0)
-#endif
-
 enum {
 	HELD = 1u,
 	WAITERS = 2u,
@@ -113,7 +105,9 @@ int wf_lock_free(wf_lock *h)
 	return wf__sync_free(&lock_type, &l->s, lock_busy, NULL);
 }
 
-/* Takes the lock if HELD is clear, whatever the other bits say. */
+/* Takes the lock if HELD is clear, whatever the other bits say. Acquire:
+ * pairs with the release that cleared HELD (wf_lock_release, unlock_slow),
+ * so the previous holder's critical section happens before ours. */
 static bool take_if_free(wf_lock *l)
 {
 	uint32_t s = __atomic_load_n(&l->state, __ATOMIC_RELAXED);
@@ -124,8 +118,13 @@ static bool take_if_free(wf_lock *l)
 	return false;
 }
 
-/* Under sl: takes the lock, or commits to waiting by setting WAITERS while
- * HELD is seen set (pairs with the CAS of the lock-free release). */
+/* Under sl: takes the lock (acquire, as take_if_free), or commits to
+ * waiting by setting WAITERS while HELD is seen set. The WAITERS CAS needs
+ * no ordering of its own: it and the lock-free release's CAS are
+ * read-modify-writes of one word, so one of them sees the other (a release
+ * that sees WAITERS takes the slow path, whose spinlock acquire then
+ * orders the push made under sl before it; a release that came first left
+ * HELD clear, and this CAS fails and retries). */
 static bool take_or_mark(wf_lock *l)
 {
 	uint32_t s = __atomic_load_n(&l->state, __ATOMIC_RELAXED);
@@ -162,7 +161,7 @@ static int lock_slow(wf_lock *l, uint64_t timeout_ms)
 	for (int i = 0; i < spins; i++) {
 		if (take_if_free(l))
 			return 0;
-		cpu_relax();
+		wf__cpu_relax();
 	}
 	uint64_t deadline = wf__deadline_after_ms(timeout_ms);
 	struct lock_wait rec = {0};
@@ -222,7 +221,10 @@ int wf_lock_try_acquire(wf_lock *h)
 }
 
 /* Under sl, lock held, queue non-empty: hands the lock to the first waiter
- * that can still take it. false if none could (the queue is then empty). */
+ * that can still take it. false if none could (the queue is then empty).
+ * HELD never drops: the releaser's critical section happens before the
+ * new owner's through the fire (an acq_rel CAS on the waiter word) and the
+ * wake-up that resumes it. */
 static bool hand_off(wf_lock *l)
 {
 	wf__waiter *w;

@@ -389,6 +389,8 @@ int wf_queue_get(wf_queue *h, void **item, uint64_t timeout_ms)
 
 /* ---- sizes ------------------------------------------------------------ */
 
+/* The relaxed loads of len and shutdown outside sl are snapshots for the
+ * caller: every decision is made under sl. */
 size_t wf_queue_qsize(const wf_queue *h)
 {
 	const wf_queue *q = queue_get(h);
