@@ -10,7 +10,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "rt.h"
 #include "rt_check.h"
 #include "weft.h"
 
