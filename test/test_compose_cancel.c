@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "rt_check.h"
+#include "runtime/rt.h" /* live_tasks() reads the workers' counters */
 #include "weft.h"
 
 #define LONG_MS 10000
