@@ -519,3 +519,28 @@ Test(wait, null_sets_outside_a_task)
 	cr_assert_eq(wf_wait_futures(NULL, 1, WF_ALL_COMPLETED, 0, done), WF_EINVAL);
 	cr_assert_eq(wf_wait_for(NULL, NULL, 0), WF_EINVAL);
 }
+
+/* ---- a freed iterator's handle -------------------------------------------
+ * Used after a new iterator took its memory: WF_EINVAL, and the new one is
+ * untouched. */
+Test(as_completed, stale_handle)
+{
+	wf_future *f[2] = {wf_future_new(), wf_future_new()};
+	cr_assert(f[0] != NULL && f[1] != NULL);
+	wf_as_completed *old, *ac;
+	size_t index = 99;
+	cr_assert_eq(wf_as_completed_new_futures(f, 2, &old), 0);
+	wf_as_completed_free(old);
+	cr_assert_eq(wf_as_completed_new_futures(f, 2, &ac), 0);
+	cr_assert_eq(wf_future_set(f[1], NULL), 0);
+	cr_assert_eq(wf_as_completed_next(old, 0, &index), WF_EINVAL);
+	cr_assert_eq(index, 99);
+	wf_as_completed_free(old); /* nothing: ac is untouched */
+	cr_assert_eq(wf_as_completed_next(ac, 0, &index), 0, "the stale calls took its item");
+	cr_assert_eq(index, 1);
+	cr_assert_eq(wf_as_completed_next(ac, 0, &index), WF_ETIMEDOUT);
+	wf_as_completed_free(ac);
+	cr_assert_eq(wf_as_completed_next(ac, 0, &index), WF_EINVAL);
+	wf_future_release(f[0]);
+	wf_future_release(f[1]);
+}
