@@ -1174,7 +1174,7 @@ Test(executor, submissions_racing_pool_shutdown, .timeout = 600)
 	wf_runtime *rt;
 	cr_assert_eq(wf_runtime_start(&cfg, &rt), 0);
 	uint64_t rng = 0xfeedull;
-	unsigned rounds = SLOW ? 100 : 400;
+	unsigned rounds = (unsigned)test_iters(SLOW ? 100 : 400);
 	for (unsigned i = 0; i < rounds && !check_any_failed(); i++)
 		pool_race_round(rt, i % 2 ? WF_POOL_CANCEL : WF_POOL_WAIT, &rng);
 	cr_assert_eq(wf_runtime_shutdown(rt), 0);

@@ -29,11 +29,13 @@
 #include "rt_check.h"
 #include "weft.h"
 
-/* Runtimes started and shut down (WEFT_TEST_ROUNDS overrides). */
+/* Runtimes started and shut down (times WEFT_TEST_SCALE percent). Each
+ * round starts up to 8 workers, whose first tasks map their stacks: under
+ * TSan that costs most of a round. */
 #if defined(WF_TSAN)
-#define RACE_ROUNDS 200
+#define RACE_ROUNDS 40
 #elif defined(WF_ASAN)
-#define RACE_ROUNDS 500
+#define RACE_ROUNDS 400
 #else
 #define RACE_ROUNDS 2000
 #endif
@@ -42,11 +44,6 @@
  * refused (a round whose shutdown came late). */
 enum { SUBMITTERS = 3, MAX_KEPT = 512 };
 
-static unsigned rounds(unsigned dflt)
-{
-	const char *s = getenv("WEFT_TEST_ROUNDS");
-	return s != NULL && *s != '\0' ? (unsigned)strtoul(s, NULL, 10) : dflt;
-}
 
 typedef struct submitter {
 	pthread_t thread;
@@ -179,7 +176,7 @@ Test(shutdown, submissions_racing_shutdown_all_complete_or_are_refused, .timeout
 	}
 	static const unsigned workers[] = {1, 2, 3, 8};
 	uint64_t rng = 0x5eed5eedull;
-	unsigned n = rounds(RACE_ROUNDS);
+	unsigned n = (unsigned)test_iters(RACE_ROUNDS);
 	for (unsigned round = 0; round < n && !check_any_failed(); round++)
 		race_round(workers[round % 4], &rng);
 	for (unsigned i = 0; i < SUBMITTERS; i++)
