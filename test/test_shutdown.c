@@ -37,7 +37,7 @@
 #elif defined(WF_ASAN)
 #define RACE_ROUNDS 400
 #else
-#define RACE_ROUNDS 2000
+#define RACE_ROUNDS 1000
 #endif
 
 /* A submitter that got this many submissions in stops without being
