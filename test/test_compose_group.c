@@ -541,7 +541,7 @@ static void *open_group_main(void *arg)
 		void *res = (void *)2;
 		char *msg = NULL;
 		CHECK_RC(wf_join_ex(t, &res, &msg), WF_EINVAL);
-		CHECK(mono_ns() - t0 < LONG_MS / 2 * 1000000u); /* not the children's sleep */
+		CHECK(mono_ns() - t0 < (uint64_t)LONG_MS / 2 * 1000000u); /* not the children's sleep */
 		CHECK(res == NULL);
 		char want[128];
 		snprintf(want, sizeof(want), "returned inside an open task group opened at %s:%d",

@@ -437,7 +437,7 @@ static void *open_scope_main(void *arg)
 		void *res = (void *)2;
 		char *msg = NULL;
 		CHECK_RC(wf_join_ex(t, &res, &msg), WF_EINVAL);
-		CHECK(mono_ns() - t0 < LONG_MS / 2 * 1000000u); /* never the scope's deadline */
+		CHECK(mono_ns() - t0 < (uint64_t)LONG_MS / 2 * 1000000u); /* never the scope's deadline */
 		CHECK(res == NULL);
 		char want[160];
 		snprintf(want, sizeof(want),
