@@ -78,6 +78,7 @@ enum {
 	WF__K_TIMEOUT, /* a timeout scope's state (compose/compose_timeout.c) */
 	WF__K_TEST_A, /* for test_handle.c */
 	WF__K_TEST_B,
+	WF__K_TEST_C,
 	WF__K_COUNT
 };
 

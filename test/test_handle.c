@@ -245,7 +245,7 @@ struct obj_s {
 	wf__hdr hdr;
 	uint64_t x[7];
 };
-static wf__htype type_s = WF__HTYPE_INIT(WF__K_POOL, struct obj_s);
+static wf__htype type_s = WF__HTYPE_INIT(WF__K_TEST_C, struct obj_s);
 
 Test(handle, slabs_get_put)
 {
@@ -257,16 +257,16 @@ Test(handle, slabs_get_put)
 	void *handles[63];
 	for (size_t i = 0; i < n; i++) {
 		wf__hdr *h = (wf__hdr *)(first + i * type_s.size);
-		cr_assert_eq(h->kind, WF__K_POOL);
+		cr_assert_eq(h->kind, WF__K_TEST_C);
 		cr_assert(!wf__hdr_live(h));
 		handles[i] = wf__hdr_arm(h);
-		cr_assert_eq(wf__handle_get(handles[i], WF__K_POOL), h);
-		cr_assert_eq(wf__hdecode(handles[i], WF__K_POOL, type_s.size, 63), h);
+		cr_assert_eq(wf__handle_get(handles[i], WF__K_TEST_C), h);
+		cr_assert_eq(wf__hdecode(handles[i], WF__K_TEST_C, type_s.size, 63), h);
 	}
 	for (size_t i = 0; i < n; i++)
 		cr_assert(wf__hdr_bump((wf__hdr *)(first + i * type_s.size)));
 	for (size_t i = 0; i < n; i++)
-		cr_assert_null(wf__handle_get(handles[i], WF__K_POOL));
+		cr_assert_null(wf__handle_get(handles[i], WF__K_TEST_C));
 	wf__hslab_put(&type_s, first);
 
 	/* The next owner gets the same slab back, gens kept: the old
@@ -280,8 +280,8 @@ Test(handle, slabs_get_put)
 		cr_assert(!wf__hdr_live(h));
 		void *nh = wf__hdr_arm(h);
 		cr_assert_neq(nh, handles[i]);
-		cr_assert_null(wf__handle_get(handles[i], WF__K_POOL));
-		cr_assert_eq(wf__handle_get(nh, WF__K_POOL), h);
+		cr_assert_null(wf__handle_get(handles[i], WF__K_TEST_C));
+		cr_assert_eq(wf__handle_get(nh, WF__K_TEST_C), h);
 		wf__hdr_bump(h);
 	}
 	wf__hslab_put(&type_s, again);
