@@ -85,12 +85,15 @@ WF_EXTERN int wf_pool_new(const char *name, unsigned threads, wf_pool **out);
 /* [any] Stops p and frees it. WF_POOL_WAIT: every queued call runs first;
  * WF_POOL_CANCEL: queued calls fail with WF_ECANCELED (their drop runs).
  * Either way, calls already running finish, and every thread of p has
- * exited when it returns; submissions made meanwhile get WF_ESHUTDOWN.
+ * exited when it returns; submissions made meanwhile get WF_ESHUTDOWN. A
+ * submission racing the shutdown is either refused so or accepted, and
+ * then its future is complete when the shutdown returns (its value, or
+ * WF_ECANCELED if WF_POOL_CANCEL took it off the queue).
  * A task suspends while it waits (and keeps waiting if cancelled: the
  * cancellation stays recorded, see wf_cancelling). WF_EINVAL for NULL (the
  * default pool is shut down by wf_run only), a released pool (caught while
- * its memory is not reused) or a bad mode; WF_EDEADLK from one of p's own
- * calls. */
+ * its memory is not reused), a second shutdown of p (of two racing ones,
+ * one runs) or a bad mode; WF_EDEADLK from one of p's own calls. */
 WF_EXTERN int wf_pool_shutdown(wf_pool *p, int mode);
 
 /* [any] loop.run_in_executor: runs fn(arg) on pool p (NULL: the default
