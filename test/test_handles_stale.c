@@ -359,13 +359,13 @@ static bool refused(wf_task *t, int first)
 	return ok;
 }
 
-static void *alive_main(void *arg)
+static void *alive_detached_main(void *arg)
 {
 	unsigned nworkers = (unsigned)(uintptr_t)arg;
 	long rounds = scaled(3000);
 	for (long i = 0; i < rounds && !check_any_failed(); i++) {
-		watchdog_note("released handle, task alive: %u workers, round %ld", nworkers, i);
-		/* (a) detached while it waits */
+		watchdog_note("released handle, task alive (detached): %u workers, round %ld",
+			      nworkers, i);
 		alive a = {.gate = wf_future_new(), .rc = 1};
 		wf_task *t = wf_spawn(alive_fn, &a);
 		if (!CHECK(a.gate != NULL && t != NULL))
@@ -384,8 +384,17 @@ static void *alive_main(void *arg)
 			break; /* the gate stays: the task may still hold it */
 		CHECK_RC(a.rc, 0); /* not cancelled */
 		wf_future_release(a.gate);
+	}
+	return NULL;
+}
 
-		/* (b) joined below a newer spawn */
+static void *alive_joined_main(void *arg)
+{
+	unsigned nworkers = (unsigned)(uintptr_t)arg;
+	long rounds = scaled(3000);
+	for (long i = 0; i < rounds && !check_any_failed(); i++) {
+		watchdog_note("released handle, task alive (joined): %u workers, round %ld",
+			      nworkers, i);
 		wf_task *t1 = wf_spawn(value_fn, (void *)(uintptr_t)(i + 10));
 		wf_task *t2 = wf_spawn(value_fn, (void *)(uintptr_t)(i + 20));
 		if (!CHECK(t1 != NULL && t2 != NULL))
@@ -402,11 +411,20 @@ static void *alive_main(void *arg)
 	return NULL;
 }
 
-Test(handles_stale, calls_on_a_released_handle_whose_task_is_alive, .timeout = TEST_LIMIT_S)
+Test(handles_stale, calls_on_a_detached_handle_whose_task_still_runs, .timeout = TEST_LIMIT_S)
 {
-	watchdog_start(WATCHDOG_S, "released handle, task alive");
+	watchdog_start(WATCHDOG_S, "released handle, task alive (detached)");
 	for (size_t i = 0; i < NCOUNTS; i++)
-		run_weft(worker_counts[i], alive_main, (void *)(uintptr_t)worker_counts[i]);
+		run_weft(worker_counts[i], alive_detached_main, (void *)(uintptr_t)worker_counts[i]);
+	watchdog_stop();
+}
+
+Test(handles_stale, calls_on_a_joined_handle_whose_task_the_runtime_still_holds,
+     .timeout = TEST_LIMIT_S)
+{
+	watchdog_start(WATCHDOG_S, "released handle, task alive (joined)");
+	for (size_t i = 0; i < NCOUNTS; i++)
+		run_weft(worker_counts[i], alive_joined_main, (void *)(uintptr_t)worker_counts[i]);
 	watchdog_stop();
 }
 

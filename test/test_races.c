@@ -403,7 +403,7 @@ static void *burst_main(void *arg)
 	wf_task **ts = calloc(BURST, sizeof(*ts));
 	if (!CHECK(kids != NULL && ts != NULL))
 		return NULL;
-	long rounds = scaled(24);
+	long rounds = scaled(12);
 	uint64_t t0 = mono_ns();
 	for (long round = 0; round < rounds; round++) {
 		watchdog_note("burst: %u workers, round %ld", nworkers, round);
@@ -526,7 +526,7 @@ static void *tree_main(void *arg)
 	uintptr_t leaves = 1;
 	for (int l = 0; l < TREE_LEVELS; l++)
 		leaves *= (uintptr_t)tree_width[l];
-	long rounds = scaled(12);
+	long rounds = scaled(4);
 	uint64_t t0 = mono_ns();
 	for (long round = 0; round < rounds; round++) {
 		watchdog_note("tree: %u workers, round %ld", nworkers, round);
@@ -753,7 +753,7 @@ static void cancel_from(wf_task *t, int how)
 
 static void nest_rounds(unsigned nworkers, bool c_fiber)
 {
-	long rounds = scaled(80);
+	long rounds = scaled(40);
 	for (long r = 0; r < rounds && !check_any_failed(); r++) {
 		watchdog_note("nested cancel (C %s): %u workers, round %ld",
 			      c_fiber ? "on a fiber" : "inline", nworkers, r);
@@ -870,7 +870,7 @@ static void *yield_p(void *arg)
 
 static void yield_rounds(unsigned nworkers, bool c_fiber)
 {
-	long rounds = scaled(80);
+	long rounds = scaled(40);
 	for (long r = 0; r < rounds && !check_any_failed(); r++) {
 		watchdog_note("yielding inline child (%s): %u workers, round %ld",
 			      c_fiber ? "on a fiber" : "inline", nworkers, r);
@@ -947,7 +947,7 @@ Test(races, child_on_a_fiber_that_only_yields_sees_the_cancellation, .timeout = 
  * CPU away on a loaded machine costs a whole time slice per round. Rounds
  * stop after DF_SECONDS per worker count if the machine is that slow. */
 
-#define DF_SECONDS 2
+#define DF_SECONDS 1
 
 struct df_run;
 
