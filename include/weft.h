@@ -188,6 +188,17 @@ WF_EXTERN wf_runtime *wf_runtime_current(void);
 WF_EXTERN unsigned wf_runtime_workers(const wf_runtime *rt);
 /* Index of the worker running the calling task, or -1 on a plain thread. */
 WF_EXTERN int wf_worker_id(void);
+/* [task] Moves the calling task to worker `worker` (0 .. workers-1): it
+ * resumes there, on that worker's thread (thread-local state and libuv
+ * handles of that loop are then its own). 0, WF_EINVAL (no such worker),
+ * WF_ENOTTASK. A pinned task's home moves with it. */
+WF_EXTERN int wf_move_to_worker(unsigned worker);
+/* [task] wf_pin(true) pins the calling task to the worker it runs on: it
+ * is never stolen by another worker and every wake-up brings it back
+ * there (use wf_move_to_worker first to choose the worker). wf_pin(false)
+ * lets it move again. Unpinned tasks go where the work is: woken on the
+ * waker's worker, stolen by idle ones. 0 or WF_ENOTTASK. */
+WF_EXTERN int wf_pin(bool pinned);
 
 /* ------------------------------------------------------------------------
  * Tasks

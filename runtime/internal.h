@@ -26,7 +26,8 @@
 
 #include "weft.h"
 
-#define WF__NO_DEADLINE UINT64_MAX
+#include "clock.h"
+#include "spinlock.h"
 
 typedef struct wf__waiter wf__waiter;
 struct wf__waiter {
@@ -84,28 +85,28 @@ size_t wf__waitq_fire_all(wf__waitq *q, int code, void *value);
 
 static inline bool wf__waiter_linked(const wf__waiter *w) { return w->linked; }
 
-/* A tiny test-and-test-and-set lock for objects' short critical sections
- * (never held across a suspension). */
-typedef struct wf__spinlock {
-	int locked;
-} wf__spinlock;
-#define WF__SPINLOCK_INIT {0}
-void wf__spin_lock_slow(wf__spinlock *l);
-static inline void wf__spin_lock(wf__spinlock *l)
-{
-	if (__builtin_expect(!__atomic_exchange_n(&l->locked, 1, __ATOMIC_ACQUIRE), 1))
-		return;
-	wf__spin_lock_slow(l);
-}
-static inline void wf__spin_unlock(wf__spinlock *l)
-{
-	__atomic_store_n(&l->locked, 0, __ATOMIC_RELEASE);
-}
-
-/* Monotonic clock in nanoseconds, and a deadline ms from now (saturating;
- * WF_FOREVER gives WF__NO_DEADLINE). */
-uint64_t wf__now_ns(void);
-uint64_t wf__deadline_after_ms(uint64_t ms);
+/* ---- workers: the seams io/ and other subsystems build on ------------- *
+ * A worker is one thread with its own libuv loop. Everything below is for
+ * code running in a task or on a worker's thread unless it says [any]. */
+struct uv_loop_s;
+/* The calling worker's libuv loop, or NULL on a plain thread. Only that
+ * worker's thread may use it. */
+struct uv_loop_s *wf__current_loop(void);
+/* The calling worker's index (0 .. workers-1), or -1 on a plain thread. */
+int wf__current_worker(void);
+/* [any] Runs fn(arg) on worker `worker` of rt, on its own thread, outside
+ * any task (fn must not suspend), soon: at once if the worker sleeps, at
+ * its next maintenance tick if it is busy. Calls posted to one worker run
+ * in the order posted. 0, WF_EINVAL (no such worker, fn NULL), WF_ENOMEM,
+ * WF_ESHUTDOWN (the workers are stopping). */
+int wf__call_on_worker(wf_runtime *rt, unsigned worker, void (*fn)(void *), void *arg);
+/* Moves the calling task to worker `worker` (it resumes on that worker's
+ * thread); a pinned task's home moves with it. 0, WF_EINVAL, WF_ENOTTASK. */
+int wf__task_move(unsigned worker);
+/* Sets the calling task's home to the worker it runs on (wakes go there)
+ * and, with pinned, keeps thieves away from it: it only ever runs there.
+ * home false clears both. 0 or WF_ENOTTASK. */
+int wf__task_set_home(bool home, bool pinned);
 
 /* The calling task, or NULL on a plain thread. */
 wf_task *wf__current(void);

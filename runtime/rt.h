@@ -147,6 +147,9 @@ struct wf_task {
 	wf_runtime *rt;
 	wf__worker *owner; /* whose pool the memory returns to; NULL: foreign */
 	wf__worker *last;  /* where it last ran: remote wake-ups go there */
+	wf__worker *home;  /* atomic: wakes go there (NULL: no home) */
+	wf__worker *move_to; /* WF__SW_MOVE: the worker it moves to */
+	uint8_t pinned;    /* atomic: never run by another worker than home */
 	uint64_t id;
 	struct wf_task *reg_prev, *reg_next; /* foreign registry only */
 	struct wf_task *qnext; /* inbox, yield list, fired timers, free lists */
@@ -166,6 +169,33 @@ typedef struct wf__slab {
 	struct wf__slab *next;
 	wf_task *tasks; /* WF__TASKS_PER_SLAB of them */
 } wf__slab;
+
+/* Queue entries: a woken task is queued as its address; a task that has
+ * not started is queued as a start entry, its address with the low bit
+ * set. Whoever takes a start entry must claim the task (wf__task_claim)
+ * before running it: a join may have run it inline meanwhile. */
+static inline void *wf__start_entry(const wf_task *t)
+{
+	return (void *)((uintptr_t)t | 1u);
+}
+static inline bool wf__is_start_entry(const void *x)
+{
+	return ((uintptr_t)x & 1u) != 0;
+}
+static inline wf_task *wf__start_entry_task(const void *x)
+{
+	return (wf_task *)((uintptr_t)x & ~(uintptr_t)1u);
+}
+/* Claims an unstarted task for running (WF__T_NEW -> WF__T_RUNNING): true
+ * for exactly one claimer. acq_rel: the winner sees the spawner's writes
+ * (the start entry or handle published them) and the losers see that t is
+ * taken. */
+static inline bool wf__task_claim(wf_task *t)
+{
+	uint32_t s = WF__T_NEW;
+	return __atomic_compare_exchange_n(&t->state, &s, WF__T_RUNNING, false, __ATOMIC_ACQ_REL,
+					   __ATOMIC_ACQUIRE);
+}
 
 /* The task a handle names, or NULL if the handle is not a live task's
  * (NULL, stale: joined, detached or freed, garbage, another kind). */
@@ -218,7 +248,15 @@ enum { /* why a task switched back to its worker */
 	WF__SW_PARK = 1,
 	WF__SW_YIELD = 2,
 	WF__SW_EXIT = 3,
+	WF__SW_MOVE = 4, /* to t->move_to's inbox */
 };
+
+/* A function to run on a worker's own thread (wf__call_on_worker). */
+typedef struct wf__call {
+	void (*fn)(void *arg);
+	void *arg;
+	struct wf__call *next;
+} wf__call;
 
 struct wf__worker {
 	/* Touched by other threads: thieves, wakers. */
@@ -255,6 +293,7 @@ struct wf__worker {
 	unsigned rfree_count;
 	wf__timer_heap timers;
 	wf__timer *timer_cancels; /* atomic: cancelled by other threads */
+	wf__call *calls;          /* atomic: functions posted to this worker */
 	uv_loop_t loop;
 	uv_async_t wakeup;
 	pthread_t thread;

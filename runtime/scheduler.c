@@ -61,17 +61,9 @@
 #define WF__SPIN_ROUNDS 256
 #define WF__TRIM_PERIOD_NS 1000000000ull
 
-#if defined(__x86_64__) || defined(__i386__)
-#define cpu_relax() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#define cpu_relax() __asm__ __volatile__("yield")
-#else
-#define cpu_relax() ((void)0)
-#endif
-
-#define TAG_START(t) ((void *)((uintptr_t)(t) | 1u))
-#define IS_START(x) (((uintptr_t)(x)&1u) != 0)
-#define UNTAG(x) ((wf_task *)((uintptr_t)(x) & ~(uintptr_t)1u))
+#define TAG_START(t) wf__start_entry(t)
+#define IS_START(x) wf__is_start_entry(x)
+#define UNTAG(x) wf__start_entry_task(x)
 
 __thread wf__worker *wf__tls_worker __attribute__((tls_model("initial-exec")));
 
@@ -317,27 +309,12 @@ static inline void put_lifo(wf__worker *w, wf_task *t)
 	w->lifo = t;
 }
 
-/* A parked task becomes runnable (park protocol in rt.h). */
-static void make_runnable(wf_task *t)
+/* Queues t on another worker (or from a plain thread): its inbox, then a
+ * wake-up if it sleeps. Once pushed, t may run, finish and let the runtime
+ * shut down: count this push as in progress, so that shutdown waits for it
+ * before it frees the workers, and touch nothing of t after the push. */
+static void push_remote(wf_runtime *rt, wf__worker *target, wf_task *t)
 {
-	wf__worker *w = wf__self();
-	if (w != NULL && w->rt == t->rt) {
-		if (WF__UNLIKELY(w->firing_timers)) {
-			/* Timers due together wake in deadline order. */
-			fifo_append(&w->fired_head, &w->fired_tail, t);
-			return;
-		}
-		put_lifo(w, t);
-		return;
-	}
-	/* From a plain thread or another runtime: the inbox of the worker it
-	 * last ran on. Once pushed, t may run, finish and let the runtime shut
-	 * down: count this wake as in progress, so that shutdown waits for it
-	 * before it frees the workers, and touch nothing of t after the push. */
-	wf_runtime *rt = t->rt;
-	wf__worker *target = __atomic_load_n(&t->last, __ATOMIC_RELAXED);
-	if (target == NULL)
-		target = &rt->workers[0];
 	__atomic_add_fetch(&rt->foreign_wakes, 1, __ATOMIC_SEQ_CST);
 	wf__mpq_push(&target->inbox, t);
 	dekker_sleepers(rt);
@@ -346,6 +323,34 @@ static void make_runnable(wf_task *t)
 	else
 		wf__notify_work(rt);
 	__atomic_sub_fetch(&rt->foreign_wakes, 1, __ATOMIC_RELEASE);
+}
+
+/* A parked task becomes runnable (park protocol in rt.h): on the waking
+ * worker (its LIFO slot: the data it wants is hot here), unless it has a
+ * home elsewhere, or the waker is not one of its runtime's workers. */
+static void make_runnable(wf_task *t)
+{
+	wf__worker *w = wf__self();
+	/* Relaxed: the task set it before it parked, and the park word's
+	 * acquire CAS in wf__task_wake orders this read after that. */
+	wf__worker *home = __atomic_load_n(&t->home, __ATOMIC_RELAXED);
+	if (w != NULL && w->rt == t->rt && (home == NULL || home == w)) {
+		if (WF__UNLIKELY(w->firing_timers)) {
+			/* Timers due together wake in deadline order. */
+			fifo_append(&w->fired_head, &w->fired_tail, t);
+			return;
+		}
+		put_lifo(w, t);
+		return;
+	}
+	/* Its home, else the worker it last ran on. */
+	wf_runtime *rt = t->rt;
+	wf__worker *target = home;
+	if (target == NULL)
+		target = __atomic_load_n(&t->last, __ATOMIC_RELAXED);
+	if (target == NULL)
+		target = &rt->workers[0];
+	push_remote(rt, target, t);
 }
 
 void wf__task_wake(wf_task *t)
@@ -418,6 +423,10 @@ static void finish_switch(wf__worker *w)
 	case WF__SW_YIELD:
 		fifo_append(&w->yield_head, &w->yield_tail, t);
 		return;
+	case WF__SW_MOVE:
+		/* Its context is saved: the target may run it now. */
+		push_remote(w->rt, t->move_to, t);
+		return;
 	case WF__SW_EXIT:
 		/* The fiber is dead: its stack goes back to this worker. */
 #if defined(WF_TSAN)
@@ -441,9 +450,7 @@ static void finish_switch(wf__worker *w)
  * (a joiner ran it inline, it was cancelled before it started, no stack). */
 static wf_task *claim_start(wf__worker *w, wf_task *t)
 {
-	uint32_t s = WF__T_NEW;
-	if (!__atomic_compare_exchange_n(&t->state, &s, WF__T_RUNNING, false, __ATOMIC_ACQ_REL,
-					 __ATOMIC_ACQUIRE)) {
+	if (!wf__task_claim(t)) {
 		wf__task_unref(t);
 		return NULL;
 	}
@@ -576,6 +583,18 @@ static bool absorb_injection(wf__worker *w)
 	return push_starts_oldest_first(w, wf__startq_take_all(&w->rt->injection));
 }
 
+/* A woken task pinned to another worker: thieves hand it back. (The
+ * deque's acquire load of bottom made the pinned flag, set before the task
+ * was queued, visible.) */
+static inline bool pinned_elsewhere(wf__worker *w, void *x)
+{
+	if (IS_START(x))
+		return false;
+	wf_task *t = x;
+	return __atomic_load_n(&t->pinned, __ATOMIC_RELAXED) &&
+	       __atomic_load_n(&t->home, __ATOMIC_RELAXED) != w;
+}
+
 static void *steal_from_others(wf__worker *w)
 {
 	wf_runtime *rt = w->rt;
@@ -600,6 +619,11 @@ static void *steal_from_others(wf__worker *w)
 					break;
 				if (x == WF__DQ_ABORT)
 					continue;
+				if (WF__UNLIKELY(pinned_elsewhere(w, x))) {
+					wf_task *t = x;
+					push_remote(rt, t->home, t);
+					continue;
+				}
 				if (first == NULL)
 					first = x;
 				else
@@ -610,6 +634,117 @@ static void *steal_from_others(wf__worker *w)
 		}
 	}
 	return NULL;
+}
+
+/* ---- seams: calls on a worker, moving and homing tasks ---------------- */
+
+/* Runs the functions posted to w, oldest first. */
+static bool run_calls(wf__worker *w)
+{
+	if (__atomic_load_n(&w->calls, __ATOMIC_RELAXED) == NULL)
+		return false;
+	/* Acquire: pairs with the posters' release CAS; fn and arg visible. */
+	wf__call *c = __atomic_exchange_n(&w->calls, NULL, __ATOMIC_ACQUIRE);
+	wf__call *rev = NULL;
+	while (c != NULL) {
+		wf__call *n = c->next;
+		c->next = rev;
+		rev = c;
+		c = n;
+	}
+	while (rev != NULL) {
+		wf__call *n = rev->next;
+		rev->fn(rev->arg);
+		free(rev);
+		rev = n;
+	}
+	return true;
+}
+
+int wf__call_on_worker(wf_runtime *rt, unsigned worker, void (*fn)(void *), void *arg)
+{
+	if (rt == NULL || fn == NULL || worker >= rt->nworkers)
+		return WF_EINVAL;
+	if (__atomic_load_n(&rt->shutdown, __ATOMIC_ACQUIRE) == 2)
+		return WF_ESHUTDOWN;
+	wf__call *c = malloc(sizeof(*c));
+	if (c == NULL)
+		return WF_ENOMEM;
+	c->fn = fn;
+	c->arg = arg;
+	wf__worker *target = &rt->workers[worker];
+	wf__call *h = __atomic_load_n(&target->calls, __ATOMIC_RELAXED);
+	do {
+		c->next = h;
+	} while (!__atomic_compare_exchange_n(&target->calls, &h, c, true, __ATOMIC_SEQ_CST,
+					      __ATOMIC_RELAXED));
+	/* The notifier's half of the park Dekker pair: a sleeping target
+	 * is woken; a parking one sees the call in anything_to_do. */
+	dekker_sleepers(rt);
+	if (__atomic_load_n(&target->sleeping, __ATOMIC_SEQ_CST))
+		wake_worker(target);
+	return 0;
+}
+
+struct uv_loop_s *wf__current_loop(void)
+{
+	wf__worker *w = wf__self();
+	return w != NULL ? &w->loop : NULL;
+}
+
+int wf__current_worker(void)
+{
+	wf__worker *w = wf__self();
+	return w != NULL ? (int)w->id : -1;
+}
+
+int wf__task_move(unsigned worker)
+{
+	wf__worker *w = wf__self();
+	wf_task *t = w != NULL ? w->current : NULL;
+	if (t == NULL)
+		return WF_ENOTTASK;
+	if (worker >= w->rt->nworkers)
+		return WF_EINVAL;
+	wf__worker *target = &w->rt->workers[worker];
+	bool had_home = __atomic_load_n(&t->home, __ATOMIC_RELAXED) != NULL;
+	uint8_t pinned = __atomic_load_n(&t->pinned, __ATOMIC_RELAXED);
+	if (target == w) {
+		if (had_home)
+			__atomic_store_n(&t->home, target, __ATOMIC_RELAXED);
+		return 0;
+	}
+	/* Pinned to the target until it runs there: the target's inbox
+	 * feeds its deque, where a thief would otherwise take it first. */
+	__atomic_store_n(&t->home, target, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->pinned, 1, __ATOMIC_RELAXED);
+	t->move_to = target;
+	wf__sched_switch_out(w, WF__SW_MOVE);
+	__atomic_store_n(&t->pinned, pinned, __ATOMIC_RELAXED);
+	if (!had_home)
+		__atomic_store_n(&t->home, NULL, __ATOMIC_RELAXED);
+	return 0;
+}
+
+int wf__task_set_home(bool home, bool pinned)
+{
+	wf__worker *w = wf__self();
+	wf_task *t = w != NULL ? w->current : NULL;
+	if (t == NULL)
+		return WF_ENOTTASK;
+	__atomic_store_n(&t->home, home ? w : NULL, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->pinned, (uint8_t)(home && pinned), __ATOMIC_RELAXED);
+	return 0;
+}
+
+int wf_move_to_worker(unsigned worker)
+{
+	return wf__task_move(worker);
+}
+
+int wf_pin(bool pinned)
+{
+	return wf__task_set_home(pinned, pinned);
 }
 
 /* Runs due timers; the tasks they wake go to the deque so that the
@@ -641,6 +776,7 @@ static bool cancel_sweep(wf__worker *w)
 static bool maintenance(wf__worker *w)
 {
 	cancel_sweep(w);
+	run_calls(w);
 	uv_run(&w->loop, UV_RUN_NOWAIT);
 	run_timers(w);
 	absorb_inbox(w);
@@ -720,7 +856,8 @@ static void *search(wf__worker *w)
 static bool anything_to_do(wf__worker *w)
 {
 	wf_runtime *rt = w->rt;
-	if (!wf__mpq_empty(&w->inbox) || !wf__startq_empty(&rt->injection))
+	if (!wf__mpq_empty(&w->inbox) || !wf__startq_empty(&rt->injection) ||
+	    __atomic_load_n(&w->calls, __ATOMIC_RELAXED) != NULL)
 		return true;
 	if (w->lifo != NULL || w->yield_head != NULL || wf__deque_size(&w->deque) > 0)
 		return true;
@@ -744,7 +881,7 @@ static bool spin_for_work(wf__worker *w)
 		if (anything_to_do(w))
 			return true;
 		for (int k = 0; k < 32; k++)
-			cpu_relax();
+			wf__cpu_relax();
 	}
 	return false;
 }
@@ -796,6 +933,7 @@ static uint64_t trim_stacks(wf__worker *w)
 static void park(wf__worker *w)
 {
 	wf_runtime *rt = w->rt;
+	run_calls(w);
 	uint64_t next = run_timers(w);
 	if (w->lifo != NULL || wf__deque_size(&w->deque) > 0)
 		return; /* a timer woke something */
@@ -948,6 +1086,7 @@ void *wf__worker_main(void *arg)
 		park(w);
 	}
 	wf__task_flush_remote(w);
+	run_calls(w);
 	uv_close((uv_handle_t *)&w->wakeup, NULL);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	worker_thread_fini(w);

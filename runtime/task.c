@@ -38,6 +38,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "abi.h"
 #include "rt.h"
 
 
@@ -110,7 +111,6 @@ static bool slab_grow(wf__worker *w)
 	}
 	s->tasks = first;
 	s->next = w->slabs;
-	w->slabs = s;
 	for (size_t i = n; i-- > 0;) {
 		wf_task *t = &first[i];
 		t->magic = WF__TASK_DEAD;
@@ -119,6 +119,9 @@ static bool slab_grow(wf__worker *w)
 		t->qnext = w->free_tasks;
 		w->free_tasks = t;
 	}
+	/* Release: shutdown's report of stuck tasks walks the slabs from
+	 * another thread (acquire), and must find this one set up. */
+	__atomic_store_n(&w->slabs, s, __ATOMIC_RELEASE);
 	return true;
 }
 
@@ -158,6 +161,9 @@ wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
 	t->rt = rt;
 	t->owner = w;
 	t->last = w;
+	t->home = NULL;
+	t->move_to = NULL;
+	t->pinned = 0;
 	t->qnext = NULL;
 	t->snext = NULL;
 	t->name_state = NAME_NONE;
@@ -387,6 +393,8 @@ int wf_spawn_ex(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out)
 		*out = NULL;
 	if (fn == NULL || (out == NULL && !detached))
 		return WF_EINVAL;
+	if (opts != NULL && !WF__RESERVED_ZERO(opts))
+		return WF_EINVAL;
 	wf__worker *w = wf__self();
 	if (w == NULL || w->current == NULL)
 		return WF_ENOTTASK;
@@ -419,8 +427,12 @@ wf_task *wf_spawn(wf_fn fn, void *arg)
 	if (fn == NULL)
 		return NULL;
 	wf__worker *w = wf__self();
-	if (w == NULL || w->current == NULL)
+	if (w == NULL || w->current == NULL) {
+		wf__debug_note(w != NULL ? w->rt : NULL,
+			       "wf_spawn called outside a task returns NULL: from a plain thread, "
+			       "use wf_runtime_submit");
 		return NULL;
+	}
 	wf_task *t = wf__task_alloc(w->rt, w);
 	if (t == NULL)
 		return NULL;
@@ -482,7 +494,7 @@ int wf_join_ex(wf_task *h, void **result, char **errmsg)
 	    me->fiber->stack->capacity >= w->rt->stack_size &&
 	    __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) == WF__T_NEW) {
 		void *x = wf__deque_take(&w->deque);
-		if (x == (void *)((uintptr_t)t | 1u)) {
+		if (x == wf__start_entry(t)) {
 			/* Ours alone: nobody else ever saw it. */
 			__atomic_store_n(&t->state, WF__T_RUNNING, __ATOMIC_RELAXED);
 			join_inline(w, t);
@@ -492,9 +504,7 @@ int wf_join_ex(wf_task *h, void **result, char **errmsg)
 		}
 		if (x != WF__DQ_EMPTY)
 			wf__deque_push(&w->deque, x); /* cannot grow: a slot was freed */
-		uint32_t s = WF__T_NEW;
-		if (__atomic_compare_exchange_n(&t->state, &s, WF__T_RUNNING, false,
-						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		if (wf__task_claim(t))
 			join_inline(w, t);
 	}
 

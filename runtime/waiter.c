@@ -16,54 +16,9 @@
 
 #include "rt.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#define cpu_relax() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#define cpu_relax() __asm__ __volatile__("yield")
-#else
-#define cpu_relax() ((void)0)
-#endif
-
 /* The code a cancellation fires with; wf__wait turns it into WF_ECANCELED
  * and counts the delivery on the task. */
 #define WF__CODE_CANCEL INT_MIN
-
-/* Contended: back off exponentially (up to 32 pauses between looks, so
- * waiters do not hammer the holder's cache line), and once that has gone
- * on for a while yield the CPU: with more runnable threads than cores the
- * holder may have been preempted, and spinning only delays it. */
-void wf__spin_lock_slow(wf__spinlock *l)
-{
-	unsigned rounds = 0;
-	for (;;) {
-		while (__atomic_load_n(&l->locked, __ATOMIC_RELAXED)) {
-			if (rounds < 64) {
-				unsigned n = 1u << (rounds < 5 ? rounds : 5);
-				for (unsigned i = 0; i < n; i++)
-					cpu_relax();
-				rounds++;
-			} else {
-				sched_yield();
-			}
-		}
-		if (!__atomic_exchange_n(&l->locked, 1, __ATOMIC_ACQUIRE))
-			return;
-	}
-}
-
-uint64_t wf__now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t wf__deadline_after_ms(uint64_t ms)
-{
-	if (ms == WF_FOREVER || ms > UINT64_MAX / 2000000u)
-		return WF__NO_DEADLINE;
-	return wf__now_ns() + ms * 1000000u;
-}
 
 /* ---- wait queues ------------------------------------------------------ */
 
