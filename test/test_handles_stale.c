@@ -49,7 +49,7 @@ static const unsigned worker_counts[] = {1, 2, 3, 8};
 static long scaled(long n)
 {
 #if defined(WF_TSAN)
-	n /= 64; /* every task started costs TSan much (and more, the more) */
+	n /= 256; /* every task started costs TSan much (and more, the more) */
 #elif defined(WF_ASAN)
 	n /= 6;
 #elif !defined(__OPTIMIZE__)
