@@ -146,6 +146,22 @@ static inline void *wf__deque_steal(wf__deque *d)
 	return x;
 }
 
+/* Owner only, a hint: how deep below the bottom item x sits (0: it is the
+ * bottom item), looking at most max items down, or -1. Plain reads of the
+ * owner's own slots: a thief may take the item meanwhile (a take then
+ * finds the deque shorter), but no slot in [top, bottom) is rewritten
+ * while the owner is here. */
+static inline int wf__deque_depth_of(wf__deque *d, const void *x, int max)
+{
+	int64_t b = __atomic_load_n(&d->bottom, __ATOMIC_RELAXED);
+	int64_t t = __atomic_load_n(&d->top, __ATOMIC_RELAXED);
+	wf__dq_array *a = d->array;
+	for (int k = 0; k < max && b - 1 - k >= t; k++)
+		if (__atomic_load_n(&a->items[(b - 1 - k) & a->mask], __ATOMIC_RELAXED) == x)
+			return k;
+	return -1;
+}
+
 /* Any thread; a snapshot, for heuristics only. */
 static inline int64_t wf__deque_size(wf__deque *d)
 {

@@ -458,6 +458,54 @@ static void join_inline(wf__worker *w, wf_task *t)
 		me->cancelling++;
 }
 
+/* Takes t's start entry out of the joiner's own deque if it is among the
+ * JOIN_WINDOW newest entries, putting back those above it: a join below a
+ * newer spawn or a woken task would otherwise leave the entry behind (with
+ * the reference it holds) until the worker pops it, which a joiner that
+ * never suspends postpones for ever, one task per join. */
+#define JOIN_WINDOW 8
+static bool take_own_start(wf__worker *w, wf_task *t)
+{
+	void *want = wf__start_entry(t);
+	int depth = wf__deque_depth_of(&w->deque, want, JOIN_WINDOW);
+	if (depth < 0)
+		return false;
+	void *above[JOIN_WINDOW];
+	int n = 0;
+	bool found = false;
+	while (n <= depth) {
+		void *x = wf__deque_take(&w->deque);
+		if (x == WF__DQ_EMPTY)
+			break;
+		if (x == want) {
+			found = true;
+			break;
+		}
+		if (n == JOIN_WINDOW) { /* thieves shifted things: give up */
+			wf__deque_push(&w->deque, x);
+			break;
+		}
+		above[n++] = x;
+	}
+	/* Oldest first; cannot grow: the slots were just freed. */
+	while (n > 0)
+		wf__deque_push(&w->deque, above[--n]);
+	return found;
+}
+
+/* The program gives the handle back (a join that took the outcome, a
+ * detach): every copy of it is stale from here on, while the struct may
+ * live on for the runtime (its start entry, its run). The generation
+ * moves on by two, staying odd (live); wf__hdr_bump makes it even when
+ * the struct is freed. Near the wrap the step is skipped, and the free
+ * retires the slot. */
+static void release_handle(wf_task *t)
+{
+	uint32_t g = __atomic_load_n(&t->hdr.gen, __ATOMIC_RELAXED);
+	if (WF__LIKELY(g < UINT32_MAX - 4))
+		__atomic_store_n(&t->hdr.gen, g + 2, __ATOMIC_RELEASE);
+}
+
 static int take_outcome(wf_task *t, void **result, char **errmsg)
 {
 	int err = t->core.err;
@@ -493,17 +541,17 @@ int wf_join_ex(wf_task *h, void **result, char **errmsg)
 	if (me != NULL && w->rt == t->rt && t->stack_size == 0 &&
 	    me->fiber->stack->capacity >= w->rt->stack_size &&
 	    __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) == WF__T_NEW) {
-		void *x = wf__deque_take(&w->deque);
-		if (x == wf__start_entry(t)) {
+		if (take_own_start(w, t)) {
 			/* Ours alone: nobody else ever saw it. */
 			__atomic_store_n(&t->state, WF__T_RUNNING, __ATOMIC_RELAXED);
 			join_inline(w, t);
 			int err = take_outcome(t, result, errmsg);
+			release_handle(t);
 			task_free(t);
 			return err;
 		}
-		if (x != WF__DQ_EMPTY)
-			wf__deque_push(&w->deque, x); /* cannot grow: a slot was freed */
+		/* Elsewhere (deeper, stolen, in the injection queue): claim it;
+		 * its start entry is dropped by whoever pops it. */
 		if (wf__task_claim(t))
 			join_inline(w, t);
 	}
@@ -526,6 +574,7 @@ int wf_join_ex(wf_task *h, void **result, char **errmsg)
 	int err = take_outcome(t, result, errmsg);
 	if (passed_on && err == WF_ECANCELED)
 		me->cancelling++;
+	release_handle(t);
 	wf__task_unref(t);
 	return err;
 }
@@ -550,6 +599,7 @@ int wf_detach(wf_task *h)
 	 * report is ours (acquire: its outcome is visible). */
 	if ((j & J_COMPLETE) && failed_unseen(t))
 		report_never_joined(t);
+	release_handle(t);
 	wf__task_unref(t);
 	return 0;
 }
