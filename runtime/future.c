@@ -205,23 +205,56 @@ int wf__future_settle(wf_future *f, int err, void *value, char *msg)
 	return rc;
 }
 
-int wf_future_set(wf_future *h, void *value)
+/* A reference for the duration of a completion, taken from a handle: the
+ * waiter a completion wakes may run at once on another worker and release
+ * the future (its last reference) while the completion still fires other
+ * waiters and runs callbacks, so the completion holds its own. Taken only
+ * while the count is not zero (a released future stays released; its slot
+ * is type-stable memory), then the handle is checked again: the slot may
+ * have been freed and reused between the decode and the increment. */
+static wf_future *future_hold(const wf_future *h)
 {
 	wf_future *f = wf__future_get(h);
 	if (f == NULL)
+		return NULL;
+	uint32_t r = __atomic_load_n(&f->refs, __ATOMIC_RELAXED);
+	do {
+		if (r == 0)
+			return NULL;
+	} while (!__atomic_compare_exchange_n(&f->refs, &r, r + 1, true, __ATOMIC_ACQUIRE,
+					      __ATOMIC_RELAXED));
+	if (wf__future_get(h) != f) {
+		wf__future_put(f);
+		return NULL;
+	}
+	return f;
+}
+
+int wf_future_set(wf_future *h, void *value)
+{
+	wf_future *f = future_hold(h);
+	if (f == NULL)
 		return WF_EINVAL;
-	return wf__fcore_complete(&f->core, 0, value, NULL, h);
+	int rc = wf__fcore_complete(&f->core, 0, value, NULL, h);
+	wf__future_put(f);
+	return rc;
 }
 
 int wf_future_fail(wf_future *h, int err, const char *msg)
 {
-	wf_future *f = wf__future_get(h);
-	if (f == NULL || err >= 0)
+	if (err >= 0)
+		return WF_EINVAL;
+	wf_future *f = future_hold(h);
+	if (f == NULL)
 		return WF_EINVAL;
 	char *copy = NULL;
-	if (msg != NULL && (copy = strdup(msg)) == NULL)
+	if (msg != NULL && (copy = strdup(msg)) == NULL) {
+		wf__future_put(f);
 		return WF_ENOMEM;
-	return wf__fcore_complete(&f->core, err, NULL, copy, h);
+	}
+	int rc = wf__fcore_complete(&f->core, err, NULL, copy, h);
+	wf__future_put(f);
+	return rc;
 }
 
 int wf_future_cancel(wf_future *h)

@@ -150,6 +150,7 @@ struct wf_task {
 	wf__worker *home;  /* atomic: wakes go there (NULL: no home) */
 	wf__worker *move_to; /* WF__SW_MOVE: the worker it moves to */
 	uint8_t pinned;    /* atomic: never run by another worker than home */
+	bool inline_by_joiner; /* its joiner ran it inline and takes the outcome */
 	uint64_t id;
 	struct wf_task *reg_prev, *reg_next; /* foreign registry only */
 	struct wf_task *qnext; /* inbox, yield list, fired timers, free lists */
@@ -275,12 +276,15 @@ struct wf__worker {
 	wf_task *current;
 	wf_task *prev;     /* switched out; its switch_reason not handled yet */
 	int switch_reason;
-	wf_task *lifo;
+	wf_task *lifo; /* atomic: thieves may empty it (steal_lifo) */
 	unsigned lifo_streak;
+	wf__worker *lifo_victim; /* steal_lifo: the full slot seen last, */
+	unsigned lifo_tick;      /* its owner's pick count then, */
+	uint64_t lifo_since;     /* and when */
 	wf_task *yield_head, *yield_tail;
 	bool firing_timers;              /* wakes go to fired_*, in order */
 	wf_task *fired_head, *fired_tail;
-	unsigned tick;
+	unsigned tick; /* atomic, owner writes: picks made */
 	uint64_t rng;
 	bool searching;
 	wf__stack_cache stacks;

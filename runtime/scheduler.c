@@ -301,12 +301,40 @@ static inline void fifo_append(wf_task **head, wf_task **tail, wf_task *t)
 	*tail = t;
 }
 
+/* The LIFO slot. The owner fills and empties it on every hand-off; an
+ * idle worker may take a task out of it when the owner is stuck in a long
+ * task (steal_lifo), else a woken task would wait behind that task while
+ * other workers idle. Thieves only ever change it from a task to NULL, with
+ * a CAS, so the owner fills an empty slot with a plain release store and
+ * uses an exchange only to empty it or to replace a task in it. */
+
 /* t runs next on w; the task that held the LIFO slot goes to the deque. */
 static inline void put_lifo(wf__worker *w, wf_task *t)
 {
-	if (w->lifo != NULL)
-		push_local(w, w->lifo);
-	w->lifo = t;
+	wf_task *old = __atomic_load_n(&w->lifo, __ATOMIC_RELAXED);
+	if (old == NULL) {
+		/* Release: a thief that takes t sees what its waker wrote. */
+		__atomic_store_n(&w->lifo, t, __ATOMIC_RELEASE);
+		return;
+	}
+	old = __atomic_exchange_n(&w->lifo, t, __ATOMIC_ACQ_REL);
+	if (old != NULL)
+		push_local(w, old);
+}
+
+/* Owner: the task in the LIFO slot, or NULL (also when a thief took it). */
+static inline wf_task *take_lifo(wf__worker *w)
+{
+	if (__atomic_load_n(&w->lifo, __ATOMIC_RELAXED) == NULL)
+		return NULL;
+	return __atomic_exchange_n(&w->lifo, NULL, __ATOMIC_ACQUIRE);
+}
+
+/* Owner: counts a pick. Thieves read it to tell a stuck owner (the same
+ * count twice, far apart) from a busy one. */
+static inline void count_pick(wf__worker *w)
+{
+	__atomic_store_n(&w->tick, w->tick + 1, __ATOMIC_RELAXED);
 }
 
 /* Queues t on another worker (or from a plain thread): its inbox, then a
@@ -484,15 +512,13 @@ static wf_task *pick_direct(wf__worker *w)
 {
 	if (WF__UNLIKELY((w->tick + 1) % WF__MAINT_TICKS == 0))
 		return NULL;
-	w->tick++;
-	if (w->lifo != NULL) {
-		wf_task *t = w->lifo;
-		w->lifo = NULL;
+	count_pick(w);
+	wf_task *t = take_lifo(w);
+	if (t != NULL)
 		return t;
-	}
 	void *x = wf__deque_take(&w->deque);
 	if (x == WF__DQ_EMPTY) {
-		wf_task *t = w->yield_head;
+		t = w->yield_head;
 		if (t != NULL) {
 			w->yield_head = t->qnext;
 			if (w->yield_head == NULL)
@@ -595,6 +621,58 @@ static inline bool pinned_elsewhere(wf__worker *w, void *x)
 	       __atomic_load_n(&t->home, __ATOMIC_RELAXED) != w;
 }
 
+/* A task in another worker's LIFO slot, taken when that worker has been
+ * stuck in one task for a while: its pick count has not moved since this
+ * thief first saw the slot full, at least WF__LIFO_STUCK_NS ago. The
+ * owner's next pick empties the slot far sooner in any hand-off loop, so
+ * only a real hold-up lets a thief in. */
+#define WF__LIFO_STUCK_NS 200000ull
+static void *steal_lifo(wf__worker *w)
+{
+	wf_runtime *rt = w->rt;
+	uint64_t now = 0;
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		wf__worker *v = &rt->workers[i];
+		if (v == w)
+			continue;
+		wf_task *t = __atomic_load_n(&v->lifo, __ATOMIC_RELAXED);
+		if (t == NULL)
+			continue;
+		unsigned tick = __atomic_load_n(&v->tick, __ATOMIC_RELAXED);
+		if (now == 0)
+			now = wf__now_ns();
+		if (w->lifo_victim != v || w->lifo_tick != tick) {
+			w->lifo_victim = v;
+			w->lifo_tick = tick;
+			w->lifo_since = now;
+			continue;
+		}
+		if (now - w->lifo_since < WF__LIFO_STUCK_NS)
+			continue;
+		if (pinned_elsewhere(w, t))
+			continue;
+		/* Acquire: pairs with the owner's release store or exchange
+		 * that put t there. */
+		if (__atomic_compare_exchange_n(&v->lifo, &t, NULL, false, __ATOMIC_ACQUIRE,
+						__ATOMIC_RELAXED)) {
+			w->lifo_victim = NULL;
+			return t;
+		}
+	}
+	return NULL;
+}
+
+/* Whether some other worker's LIFO slot holds a task: a parking worker
+ * then comes back soon to see whether its owner is stuck. */
+static bool lifo_elsewhere(wf__worker *w)
+{
+	wf_runtime *rt = w->rt;
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		if (&rt->workers[i] != w && __atomic_load_n(&rt->workers[i].lifo, __ATOMIC_RELAXED))
+			return true;
+	return false;
+}
+
 static void *steal_from_others(wf__worker *w)
 {
 	wf_runtime *rt = w->rt;
@@ -633,7 +711,7 @@ static void *steal_from_others(wf__worker *w)
 				return first;
 		}
 	}
-	return NULL;
+	return steal_lifo(w);
 }
 
 /* ---- seams: calls on a worker, moving and homing tasks ---------------- */
@@ -798,7 +876,8 @@ static bool maintenance(wf__worker *w)
 
 static void *next_local(wf__worker *w)
 {
-	if (WF__UNLIKELY(++w->tick % WF__MAINT_TICKS == 0)) {
+	count_pick(w);
+	if (WF__UNLIKELY(w->tick % WF__MAINT_TICKS == 0)) {
 		/* The oldest task of the deque gets its turn; not when tasks
 		 * that yielded were just put on it: they take turns in order,
 		 * and the older tasks come right after them. */
@@ -808,11 +887,9 @@ static void *next_local(wf__worker *w)
 				return x;
 		}
 	}
-	if (w->lifo != NULL) {
-		wf_task *t = w->lifo;
-		w->lifo = NULL;
-		return t;
-	}
+	wf_task *lt = take_lifo(w);
+	if (lt != NULL)
+		return lt;
 	void *x = wf__deque_take(&w->deque);
 	if (x != WF__DQ_EMPTY)
 		return x;
@@ -859,7 +936,8 @@ static bool anything_to_do(wf__worker *w)
 	if (!wf__mpq_empty(&w->inbox) || !wf__startq_empty(&rt->injection) ||
 	    __atomic_load_n(&w->calls, __ATOMIC_RELAXED) != NULL)
 		return true;
-	if (w->lifo != NULL || w->yield_head != NULL || wf__deque_size(&w->deque) > 0)
+	if (__atomic_load_n(&w->lifo, __ATOMIC_RELAXED) != NULL || w->yield_head != NULL ||
+	    wf__deque_size(&w->deque) > 0)
 		return true;
 	for (unsigned i = 0; i < rt->nworkers; i++)
 		if (wf__deque_size(&rt->workers[i].deque) > 0)
@@ -935,13 +1013,18 @@ static void park(wf__worker *w)
 	wf_runtime *rt = w->rt;
 	run_calls(w);
 	uint64_t next = run_timers(w);
-	if (w->lifo != NULL || wf__deque_size(&w->deque) > 0)
+	if (__atomic_load_n(&w->lifo, __ATOMIC_RELAXED) != NULL || wf__deque_size(&w->deque) > 0)
 		return; /* a timer woke something */
 	wf__worker_drain_remote_free(w);
 	wf__task_flush_remote(w);
 	uint64_t trim = trim_stacks(w);
 	if (trim < next)
 		next = trim;
+	if (rt->nworkers > 1 && lifo_elsewhere(w)) {
+		uint64_t soon = wf__now_ns() + 1000000; /* 1 ms */
+		if (soon < next)
+			next = soon;
+	}
 
 	__atomic_store_n(&w->sleeping, 1, __ATOMIC_SEQ_CST);
 	/* The parker's half of the Dekker pair (top comment): the RMW that

@@ -95,7 +95,18 @@ static bool task_clear(wf_task *t)
 	free(t->fail_msg);
 	t->fail_msg = NULL;
 	t->magic = WF__TASK_DEAD;
-	return wf__hdr_bump(&t->hdr);
+	/* The last reference is ours: nobody else writes gen now, so a plain
+	 * load and a release store do what wf__hdr_bump's locked add would,
+	 * on the spawn path's hottest line. Release: a decoder that sees the
+	 * even gen refuses the slot. */
+	uint32_t g = __atomic_load_n(&t->hdr.gen, __ATOMIC_RELAXED);
+	if (WF__UNLIKELY(g == UINT32_MAX)) {
+		t->hdr.spare |= WF__HDR_RETIRED;
+		__atomic_store_n(&t->hdr.gen, 0, __ATOMIC_RELEASE);
+		return false;
+	}
+	__atomic_store_n(&t->hdr.gen, g + 1, __ATOMIC_RELEASE);
+	return true;
 }
 
 static bool slab_grow(wf__worker *w)
@@ -162,6 +173,7 @@ wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
 	t->owner = w;
 	t->last = w;
 	t->home = NULL;
+	t->inline_by_joiner = false;
 	t->move_to = NULL;
 	t->pinned = 0;
 	t->qnext = NULL;
@@ -362,7 +374,11 @@ static void task_complete(wf_task *t, bool drop_running)
 		wf__fcore_complete(&t->core, err, value, msg, NULL);
 		/* acq_rel RMW: a wf_detach before it is seen here (it reports
 		 * below), one after it sees J_COMPLETE (it reports); see the
-		 * joined word's comment. */
+		 * joined word's comment. Not for a task its joiner ran inline:
+		 * that joiner holds the handle and takes the outcome itself, so
+		 * no detach can come (the fork-join path saves a locked op). */
+		if (!drop_running && t->inline_by_joiner)
+			return;
 		uint32_t j = __atomic_fetch_or(&t->joined, J_COMPLETE, __ATOMIC_ACQ_REL);
 		if ((j & J_DETACHED) && failed_unseen(t))
 			report_never_joined(t);
@@ -452,6 +468,7 @@ static void join_inline(wf__worker *w, wf_task *t)
 {
 	wf_task *me = w->current;
 	wf__run_inline(w, t);
+	t->inline_by_joiner = true;
 	task_complete(t, false);
 	if (__atomic_exchange_n(&me->cancel_forwarded, 0, __ATOMIC_ACQ_REL) &&
 	    t->core.err == WF_ECANCELED)
