@@ -16,6 +16,40 @@
  *     still in the list);
  *   - a waiter is never re-armed while linked.
  * With those, a fire never reaches a waiter that has moved on.
+ *
+ * The waiter word (a task's; a plain thread's uses ARMED and FIRED only).
+ * Low bits: the state; high bits: flags. Every change is a CAS or RMW with
+ * acq_rel ordering on the word itself, so each transition below has one
+ * winner, and whoever wins sees everything its predecessor published.
+ *
+ *   from               to                        by
+ *   IDLE               ARMED                     owner, wf__wait_prepare (no
+ *                                                CANCEL_PENDING: else that is
+ *                                                consumed and it stays IDLE)
+ *   ARMED              FIRED                     any thread, wf__waiter_fire
+ *                                                (an object, a timer)
+ *   ARMED              FIRED|BY_CANCEL           any thread, a cancellation
+ *   ARMED              IDLE                      owner, wf__wait_abandon
+ *   FIRED[|BY_CANCEL]  IDLE (CANCEL_PENDING kept) owner, on resuming in
+ *                                                wf__wait
+ *   not ARMED          |CANCEL_PENDING           a cancellation that finds no
+ *                                                wait to fire (none if
+ *                                                BY_CANCEL: delivered once)
+ *   CANCEL_PENDING     cleared                   owner (prepare, yield, start)
+ *                                                or its inline child taking it
+ *                                                over (waiter.c)
+ *   IDLE               ARMED|PROXY               an inline child about to
+ *                                                wait, on each joiner's word
+ *   ARMED|PROXY        FIRED|BY_CANCEL|PROXY     a cancellation of a joiner;
+ *                      then |FORWARDED           once it reached the child
+ *   any PROXY          IDLE (CANCEL_PENDING kept) the child, on resuming; it
+ *                                                waits out FIRED without
+ *                                                FORWARDED (a forward under
+ *                                                way)
+ *
+ * The firer writes code and value after winning ARMED -> FIRED and before
+ * the wake-up; the wake-up's release (the park word, then a queue push) and
+ * the resumed owner's acquire publish them.
  */
 #ifndef WEFT_RUNTIME_INTERNAL_H
 #define WEFT_RUNTIME_INTERNAL_H

@@ -21,6 +21,20 @@
  * task that yields or wakes its partner in a loop cannot starve I/O, timers,
  * foreign submissions or old tasks (the deque alone is LIFO).
  *
+ * The park word of a task that suspends (wf_task.park). A task switches
+ * out first and is marked parked only by whoever runs next on its worker
+ * (finish_switch), once its context is saved; a wake may come before that.
+ *
+ *   from      to        by
+ *   RUNNING   PARKED    finish_switch, after the switch (CAS, release: the
+ *                       saved context before the waker's queueing)
+ *   PARKED    RUNNING   the waker (CAS, acquire); it then queues the task
+ *   RUNNING   WOKEN     the waker, when the task has not finished switching
+ *                       out (CAS): the queueing is left to finish_switch
+ *   WOKEN     RUNNING   finish_switch, whose CAS failed on WOKEN (acquire:
+ *                       the waker's writes), and which queues it again
+ * One CAS wins each race, so each park is followed by exactly one queueing.
+ *
  * Parking without lost wake-ups (a Dekker pattern): a parker sets its
  * `sleeping` flag, then increments rt->nsleeping, then looks at every queue
  * once more; a notifier publishes its work, then does a read-modify-write
