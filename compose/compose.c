@@ -30,8 +30,6 @@
  * Running unstarted tasks here
  * ---------------------------------------------------------------------- */
 
-#define START_TAG(t) ((void *)((uintptr_t)(t) | 1u))
-
 /* t was claimed (NEW -> RUNNING) with one reference standing for "running":
  * run it and publish its outcome, which drops that reference. */
 static void run_claimed(wf__worker *w, wf_task *t)
@@ -47,7 +45,7 @@ bool wf__task_run_here(wf_task *t)
 	    __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) != WF__T_NEW)
 		return false;
 	void *x = wf__deque_take(&w->deque);
-	if (x == START_TAG(t)) {
+	if (x == wf__start_entry(t)) {
 		/* Nobody else saw it: the start entry's reference becomes the
 		 * running one. */
 		__atomic_store_n(&t->state, WF__T_RUNNING, __ATOMIC_RELAXED);
@@ -56,9 +54,7 @@ bool wf__task_run_here(wf_task *t)
 	}
 	if (x != WF__DQ_EMPTY)
 		wf__deque_push(&w->deque, x); /* cannot grow: a slot was freed */
-	uint32_t s = WF__T_NEW;
-	if (!__atomic_compare_exchange_n(&t->state, &s, WF__T_RUNNING, false, __ATOMIC_ACQ_REL,
-					 __ATOMIC_ACQUIRE))
+	if (!wf__task_claim(t))
 		return false;
 	/* The start entry left in some deque keeps its reference (whoever
 	 * pops it drops it); take one for running. */
