@@ -45,7 +45,7 @@ static const unsigned worker_counts[] = {1, 2, 3, 8};
 /* ---- helpers ------------------------------------------------------------- */
 
 /* n iterations in an optimised build; fewer under the sanitizers and
- * without optimisation; times WEFT_TEST_SCALE percent. */
+ * without optimisation; then scaled by WEFT_TEST_SCALE (test_iters). */
 static long scaled(long n)
 {
 #if defined(WF_TSAN)
@@ -55,14 +55,7 @@ static long scaled(long n)
 #elif !defined(__OPTIMIZE__)
 	n /= 3;
 #endif
-	const char *s = getenv("WEFT_TEST_SCALE");
-	if (s != NULL && *s != '\0') {
-		char *end;
-		long pct = strtol(s, &end, 10);
-		if (*end == '\0' && pct > 0)
-			n = n * pct / 100;
-	}
-	return n < 1 ? 1 : n;
+	return test_iters(n < 1 ? 1 : n);
 }
 
 /* A plain thread that aborts the process, saying what was under way, if

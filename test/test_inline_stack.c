@@ -104,7 +104,8 @@ static void *small_joiner(void *arg)
 
 static void *child_main(void *arg)
 {
-	for (uintptr_t round = 0; round < ROUNDS; round++) {
+	uintptr_t rounds = (uintptr_t)test_iters(ROUNDS);
+	for (uintptr_t round = 0; round < rounds; round++) {
 		wf_task *j[BATCH];
 		for (uintptr_t i = 0; i < BATCH; i++) {
 			wf_spawn_opts o = {.name = "small-joiner", .stack_size = SMALL_STACK};
