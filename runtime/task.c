@@ -264,6 +264,8 @@ void wf__worker_drain_remote_free(wf__worker *w)
 
 void wf__task_unref(wf_task *t)
 {
+	/* acq_rel: each holder's uses of t happen before the free (release),
+	 * and the last holder sees them all (acquire). */
 	if (__atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) == 0)
 		task_free(t);
 }
@@ -351,6 +353,8 @@ static void task_complete(wf_task *t, bool drop_running)
 		err = WF_ECANCELED;
 	}
 	void *value = err == 0 ? t->result : NULL;
+	/* Release: pairs with wf_task_done's and wf_cancel's acquire loads;
+	 * the outcome itself is published by core.done (future.c). */
 	__atomic_store_n(&t->state, WF__T_DONE, __ATOMIC_RELEASE);
 	wf__worker *w = wf__self();
 	if (w != NULL)

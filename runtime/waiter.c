@@ -78,7 +78,17 @@ size_t wf__waitq_fire_all(wf__waitq *q, int code, void *value)
 	return n;
 }
 
-/* ---- arming and firing ------------------------------------------------ */
+/* ---- arming and firing ------------------------------------------------ *
+ *
+ * Orderings (the word's transitions are tabled in internal.h). Every CAS
+ * on the waiter word is acq_rel, its failure acquire: the owner's plain
+ * writes before arming (code, value, what) are released by the arming CAS
+ * and acquired by the firer's; the firer's writes of code and value after
+ * its winning CAS are published by the wake-up that follows it (the park
+ * word's CAS, then a queue push: release; the resumed owner's pop:
+ * acquire), never by the word itself, which is why the owner reads them
+ * only after it has been switched back in. A plain thread's waiter
+ * publishes them with its mutex instead. */
 
 static void thread_waiter_init(wf__thread_waiter *tw)
 {
