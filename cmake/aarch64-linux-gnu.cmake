@@ -26,8 +26,13 @@
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
-set(CMAKE_CXX_COMPILER aarch64-linux-gnu-g++)
 set(CMAKE_ASM_COMPILER aarch64-linux-gnu-gcc)
+# C++ only checks that the public headers compile as C++ (with
+# g++-aarch64-linux-gnu, which scripts/test's aarch64 stage installs).
+find_program(WEFT_AARCH64_CXX aarch64-linux-gnu-g++)
+if(WEFT_AARCH64_CXX)
+  set(CMAKE_CXX_COMPILER ${WEFT_AARCH64_CXX})
+endif()
 set(CMAKE_LIBRARY_ARCHITECTURE aarch64-linux-gnu)
 
 # The toolchain file is read again for every try_compile project, which
