@@ -85,6 +85,7 @@
 
 #include "executor/executor_internal.h"
 #include "runtime/abi.h"
+#include "runtime/handle.h"
 #include "runtime/internal.h"
 #include "runtime/subsystem.h"
 #include "weft.h"
@@ -129,6 +130,7 @@ typedef struct pool_thread {
 } pool_thread;
 
 struct wf_pool {
+	wf__hdr hdr; /* user pools are named by generation-tagged handles */
 	uint32_t magic;
 	uint32_t refs; /* atomic: the owner's, and one per wf_to_thread in progress */
 	bool is_default;
@@ -219,20 +221,27 @@ static void default_pool_init(void)
 	pthread_mutex_unlock(&default_pool.mu);
 }
 
+/* User pools live in handle slabs (runtime/handle.h): a pool the program
+ * shut down is refused (WF_EINVAL) however its memory is reused, and its
+ * handle never reads freed memory. */
+static wf__htype pool_htype = WF__HTYPE_INIT(WF__K_POOL, wf_pool);
+
+/* The pool a handle names (NULL: the default pool), or NULL if the handle
+ * is stale or not a pool's. */
 static wf_pool *pool_get(const wf_pool *p)
 {
 	if (p == NULL) {
 		pthread_once(&default_once, default_pool_init);
 		return &default_pool;
 	}
-	return (wf_pool *)p;
+	return wf__handle_get(p, WF__K_POOL);
 }
 
-/* Catches a pool given to wf_pool_shutdown whose memory is not reused yet
- * (relaxed: a sanity check, not a synchronisation). */
+/* A decoded pool that is not being freed (relaxed: a sanity check, not a
+ * synchronisation). */
 static bool pool_ok(const wf_pool *p)
 {
-	return __atomic_load_n(&p->magic, __ATOMIC_RELAXED) == POOL_MAGIC;
+	return p != NULL && __atomic_load_n(&p->magic, __ATOMIC_RELAXED) == POOL_MAGIC;
 }
 
 int wf_default_pool_configure(unsigned max_threads, uint64_t keepalive_ms)
@@ -286,7 +295,7 @@ static void pool_unref(wf_pool *p)
 	 * shutdown finds the pool closing and gets WF_ESHUTDOWN. */
 	__atomic_store_n(&p->magic, POOL_DEAD, __ATOMIC_RELAXED);
 	pthread_mutex_destroy(&p->mu);
-	free(p);
+	wf__hobj_free(&pool_htype, p); /* every handle of it is stale */
 }
 
 static job *job_new(wf_fn fn, void *arg, wf_drop_fn drop, uint32_t refs)
@@ -820,11 +829,11 @@ int wf_pool_new(const char *name, unsigned threads, wf_pool **out)
 	*out = NULL;
 	if (threads == 0 || threads > WF_POOL_MAX_THREADS)
 		return WF_EINVAL;
-	wf_pool *p = calloc(1, sizeof(*p));
+	wf_pool *p = wf__hobj_alloc(&pool_htype);
 	if (p == NULL)
 		return WF_ENOMEM;
 	if (pthread_mutex_init(&p->mu, NULL) != 0) {
-		free(p);
+		wf__hobj_free(&pool_htype, p);
 		return WF_ENOMEM;
 	}
 	p->magic = POOL_MAGIC;
@@ -832,7 +841,7 @@ int wf_pool_new(const char *name, unsigned threads, wf_pool **out)
 	p->max_threads = threads;
 	p->keepalive_ns = NO_KEEPALIVE;
 	snprintf(p->name, sizeof(p->name), "%s", name != NULL ? name : "wf-pool");
-	*out = p;
+	*out = wf__handle_of(p);
 	return 0;
 }
 
@@ -901,8 +910,9 @@ static int pool_close(wf_pool *p, int mode)
 	return 0;
 }
 
-int wf_pool_shutdown(wf_pool *p, int mode)
+int wf_pool_shutdown(wf_pool *h, int mode)
 {
+	wf_pool *p = h != NULL ? pool_get(h) : NULL;
 	if (p == NULL || p->is_default || !pool_ok(p) ||
 	    (mode != WF_POOL_WAIT && mode != WF_POOL_CANCEL))
 		return WF_EINVAL;
@@ -950,7 +960,7 @@ const wf__subsystem wf__executor_subsystem = {
 
 size_t wf_pool_queued(const wf_pool *p)
 {
-	const wf_pool *q = p == NULL ? pool_get(NULL) : p;
+	const wf_pool *q = pool_get(p);
 	if (!pool_ok(q))
 		return 0;
 	return __atomic_load_n(&q->nqueued, __ATOMIC_RELAXED);

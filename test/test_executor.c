@@ -1181,3 +1181,37 @@ Test(executor, submissions_racing_pool_shutdown, .timeout = 600)
 	check_none_failed();
 	check_no_leaks();
 }
+
+/* A pool the program shut down is refused through every copy of its
+ * handle, even once a new pool took its memory, and the new pool is
+ * untouched by the stale calls. */
+static void *twice_fn(void *arg)
+{
+	return (void *)((uintptr_t)arg * 2);
+}
+
+Test(executor, stale_pool_handles_are_refused)
+{
+	for (int round = 0; round < 50; round++) {
+		wf_pool *a = NULL, *b = NULL;
+		cr_assert_eq(wf_pool_new("a", 1, &a), 0);
+		cr_assert_eq(wf_pool_shutdown(a, WF_POOL_WAIT), 0);
+		cr_assert_eq(wf_pool_new("b", 1, &b), 0);
+		cr_assert_neq(a, b);
+		wf_future *f = NULL;
+		cr_assert_eq(wf_run_in_executor(a, twice_fn, (void *)1, &f), WF_EINVAL);
+		cr_assert_null(f);
+		cr_assert_eq(wf_pool_shutdown(a, WF_POOL_WAIT), WF_EINVAL);
+		wf_pool_stats st;
+		cr_assert_eq(wf_pool_get_stats(a, &st), WF_EINVAL);
+		cr_assert_eq(wf_pool_queued(a), 0);
+		/* b still works. */
+		cr_assert_eq(wf_run_in_executor(b, twice_fn, (void *)21, &f), 0);
+		void *v = NULL;
+		cr_assert_eq(wf_await(f, &v), 0);
+		cr_assert_eq((uintptr_t)v, 42);
+		wf_future_release(f);
+		cr_assert_eq(wf_pool_get_stats(b, &st), 0);
+		cr_assert_eq(wf_pool_shutdown(b, WF_POOL_WAIT), 0);
+	}
+}

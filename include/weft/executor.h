@@ -91,9 +91,10 @@ WF_EXTERN int wf_pool_new(const char *name, unsigned threads, wf_pool **out);
  * WF_ECANCELED if WF_POOL_CANCEL took it off the queue).
  * A task suspends while it waits (and keeps waiting if cancelled: the
  * cancellation stays recorded, see wf_cancelling). WF_EINVAL for NULL (the
- * default pool is shut down by wf_run only), a released pool (caught while
- * its memory is not reused), a second shutdown of p (of two racing ones,
- * one runs) or a bad mode; WF_EDEADLK from one of p's own calls. */
+ * default pool is shut down by wf_run only), a pool already shut down (its
+ * handle is stale for good, for every call here, whatever reuses its
+ * memory), a second shutdown of p (of two racing ones, one runs) or a bad
+ * mode; WF_EDEADLK from one of p's own calls. */
 WF_EXTERN int wf_pool_shutdown(wf_pool *p, int mode);
 
 /* [any] loop.run_in_executor: runs fn(arg) on pool p (NULL: the default
