@@ -276,3 +276,29 @@ Test(config, debug_notes_only_in_debug_mode)
 	free(err);
 	check_no_leaks();
 }
+
+/* wf_spawn from a plain thread returns NULL; in debug mode it says why. */
+static void *never_runs(void *arg)
+{
+	return arg;
+}
+
+Test(config, spawn_from_a_plain_thread_says_why_in_debug_mode)
+{
+	stderr_capture cap;
+	stderr_capture_begin(&cap);
+	unsetenv("WEFT_DEBUG");
+	cr_assert_null(wf_spawn(never_runs, NULL));
+	setenv("WEFT_DEBUG", "1", 1);
+	cr_assert_null(wf_spawn(never_runs, NULL));
+	wf_task *t = (wf_task *)1;
+	cr_assert_eq(wf_spawn_ex(never_runs, NULL, NULL, &t), WF_ENOTTASK);
+	cr_assert_null(t);
+	char *err = stderr_capture_end(&cap);
+	unsetenv("WEFT_DEBUG");
+	/* Once: only the call made in debug mode. */
+	const char *first = strstr(err, "wf_runtime_submit");
+	cr_assert_not_null(first, "no reason on stderr: '%s'", err);
+	cr_assert_null(strstr(first + 1, "wf_runtime_submit"), "said twice: '%s'", err);
+	free(err);
+}
