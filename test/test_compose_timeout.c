@@ -138,13 +138,15 @@ static void *reschedule_main(void *arg)
 {
 	for (int round = 0; round < 8; round++) {
 		wf_timeout to;
-		/* Later: it does not fire at the first deadline. */
-		CHECK_RC(wf_timeout_enter(&to, 2), 0);
+		/* Later: it does not fire at the first deadline. (That one
+		 * is far enough for a loaded machine to reach the reschedule
+		 * before it.) */
+		CHECK_RC(wf_timeout_enter(&to, 100), 0);
 		uint64_t t0 = mono_ns();
-		CHECK_RC(wf_timeout_reschedule(&to, 30), 0);
+		CHECK_RC(wf_timeout_reschedule(&to, 150), 0);
 		int rc = wf_sleep(LONG_MS);
 		CHECK_RC(wf_timeout_leave(&to, rc), WF_ETIMEDOUT);
-		elapsed_ok(t0, 30);
+		elapsed_ok(t0, 150);
 		/* Earlier. */
 		CHECK_RC(wf_timeout_enter(&to, LONG_MS), 0);
 		t0 = mono_ns();
@@ -160,9 +162,9 @@ static void *reschedule_main(void *arg)
 		rc = wf_sleep(LONG_MS);
 		CHECK_RC(wf_timeout_leave(&to, rc), WF_ETIMEDOUT);
 		elapsed_ok(t0, 2);
-		CHECK_RC(wf_timeout_enter(&to, 2), 0);
+		CHECK_RC(wf_timeout_enter(&to, 100), 0);
 		CHECK_RC(wf_timeout_reschedule(&to, WF_FOREVER), 0);
-		CHECK_RC(wf_sleep(10), 0);
+		CHECK_RC(wf_sleep(110), 0);
 		CHECK_RC(wf_timeout_leave(&to, 0), 0);
 		/* Too late to move it. */
 		CHECK_RC(wf_timeout_enter(&to, 1), 0);
