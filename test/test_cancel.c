@@ -354,8 +354,11 @@ static void *after_finish_main(void *arg)
 {
 	for (int it = 0; it < 100 && !check_any_failed(); it++) {
 		wf_task *t = wf_spawn(quick, NULL);
-		int n = 0;
-		while (!wf_task_done(t) && n++ < 100000)
+		/* Bounded by time, not by a count of yields: with more
+		 * workers than cores, the worker that took t may wait long
+		 * for a core while this one yields. */
+		uint64_t limit = mono_ns() + 20000000000ull;
+		while (!wf_task_done(t) && mono_ns() < limit)
 			CHECK_RC(it % 2 ? wf_yield() : wf_sleep(0), 0);
 		if (!CHECK(wf_task_done(t)))
 			return NULL;
