@@ -42,7 +42,7 @@ static void *job_main(void *arg)
 	__atomic_add_fetch(&running, 1, __ATOMIC_SEQ_CST);
 	void *res = (void *)j->value;
 	if (j->gate != NULL)
-		j->saw = wf_await(j->gate, NULL);
+		__atomic_store_n(&j->saw, wf_await(j->gate, NULL), __ATOMIC_SEQ_CST);
 	if (j->fail != 0)
 		res = wf_fail(j->fail, "job failed");
 	__atomic_sub_fetch(&running, 1, __ATOMIC_SEQ_CST);
@@ -500,11 +500,17 @@ static void *shield_main(void *arg)
 	CHECK_RC(wf_future_cancel(f), 0);
 	wf_future_release(f);
 	wf_sleep(1);
-	CHECK_EQ(held.saw, 1); /* still waiting: not cancelled */
+	/* Still waiting (or not started yet): not cancelled. */
+	CHECK_EQ(__atomic_load_n(&held.saw, __ATOMIC_SEQ_CST), 1);
 	wf_future_set(gate, NULL);
+	/* Until the job has been through its wait (it may not even have
+	 * started on a loaded machine). */
+	uint64_t limit = mono_ns() + 20000000000ull;
+	while (__atomic_load_n(&held.saw, __ATOMIC_SEQ_CST) == 1 && mono_ns() < limit)
+		wf_sleep(1);
+	CHECK_RC(__atomic_load_n(&held.saw, __ATOMIC_SEQ_CST), 0);
 	while (__atomic_load_n(&running, __ATOMIC_SEQ_CST) != 0)
 		wf_sleep(1);
-	CHECK_RC(held.saw, 0);
 	wf_future_release(gate);
 	CHECK_RC(wf_shield(NULL, &f), WF_EINVAL);
 	CHECK_RC(wf_shield(wf_current(), NULL), WF_EINVAL);
