@@ -15,8 +15,9 @@
  * other 4 die in libcriterion with "ThreadSanitizer: SEGV on unknown
  * address 0x000000000080". Criterion has no option that avoids the arena
  * (no --no-fork; --jobs 1 and --debug still start the sandbox), and
- * neither TSAN_OPTIONS, setarch -R (29 and 11 in 40), a suppression file
- * nor the link order move TSan's layout or BoxFort's range.
+ * neither TSAN_OPTIONS, a suppression file, setarch -R (29 and 11 in 40),
+ * the link order nor -static-libtsan moves TSan's layout or BoxFort's
+ * range.
  *
  * BoxFort draws with rand_r(3), through the PLT, so the test program's own
  * definition is the one it calls. For callers inside libcriterion this
