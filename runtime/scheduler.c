@@ -473,10 +473,14 @@ static void finish_switch(wf__worker *w)
 		/* The fiber is dead: its stack goes back to this worker. */
 #if defined(WF_TSAN)
 		/* A task's entry never returns, so TSan's shadow call stack of
-		 * a reused fiber would grow by a frame per task and every
-		 * later report would slow down: give the stack a new one. */
-		__tsan_destroy_fiber(t->fiber->stack->tsan_fiber);
-		t->fiber->stack->tsan_fiber = __tsan_create_fiber(0);
+		 * a reused fiber grows by a frame per task and everything TSan
+		 * does on it slows down: give the stack a new one now and then
+		 * (creating one is itself slow, so not at every exit). */
+		if (++t->fiber->stack->tsan_uses >= 64) {
+			__tsan_destroy_fiber(t->fiber->stack->tsan_fiber);
+			t->fiber->stack->tsan_fiber = __tsan_create_fiber(0);
+			t->fiber->stack->tsan_uses = 0;
+		}
 #endif
 		wf__stack_put(&w->stacks, t->fiber->stack);
 		t->own.stack = NULL;

@@ -145,6 +145,7 @@ static wf__stack *stack_init(char *map, size_t maplen, bool guarded)
 #if defined(WF_TSAN)
 	/* Creating a TSan fiber is slow: one per stack, not one per task. */
 	s->tsan_fiber = __tsan_create_fiber(0);
+	s->tsan_uses = 0;
 #else
 	s->tsan_fiber = NULL;
 #endif

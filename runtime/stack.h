@@ -36,6 +36,7 @@ typedef struct wf__stack {
 	bool guarded;
 	struct wf__stack *next; /* cache list */
 	void *tsan_fiber;       /* ThreadSanitizer's context, kept with the stack */
+	unsigned tsan_uses;     /* tasks run on it since its fiber was made */
 } wf__stack;
 
 typedef struct wf__stack_cache {
