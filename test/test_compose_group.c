@@ -287,6 +287,12 @@ static void *nested_main(void *arg)
 		wf_group *outer, *inner;
 		CHECK_RC(wf_group_enter(&outer), 0);
 		CHECK_RC(wf_group_spawn(outer, slot_child, &ok1, NULL, NULL), 0);
+		/* Let it finish first: on a loaded machine it might not even
+		 * have started when the outer group is cancelled below, and a
+		 * child cancelled before it starts never runs. */
+		uint64_t limit = mono_ns() + 20000000000ull;
+		while (__atomic_load_n(&s1, __ATOMIC_RELAXED) != 1 && mono_ns() < limit)
+			wf_sleep(1);
 
 		/* An inner group whose child fails: the inner body is cancelled,
 		 * the inner leave returns the failure and takes the cancellation

@@ -109,7 +109,14 @@ static void *order_main(void *arg)
 	}
 	CHECK_RC(wf_sem_free(o.s), WF_EBUSY);
 	CHECK_RC(wf_cancel(ts[2]), 0);
-	CHECK_RC(wf_sleep(15), 0);
+	/* Until waiter 5 has timed out: a fixed sleep may end first on a
+	 * loaded machine, and then waiter 5 takes a permit meant for
+	 * another, which then waits for ever. */
+	uint64_t limit = mono_ns() + 20000000000ull;
+	do
+		CHECK_RC(wf_sleep(5), 0);
+	while (!wf_task_done(ts[5]) && mono_ns() < limit);
+	CHECK(wf_task_done(ts[5]));
 	/* Each release wakes one waiter, which records itself when main
 	 * yields. */
 	for (int i = 0; i < 6; i++) {
