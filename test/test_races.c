@@ -672,7 +672,11 @@ static void *growth_b_main(void *arg)
 		bad += !CHECK_EQ((uintptr_t)res, (uintptr_t)i * 2);
 	}
 	size_t after = heap_in_use();
-	size_t budget_b = (64u << 10) + (size_t)nh * 64;
+	/* Fixed cost: task memory comes in 64 KiB handle slabs, and with
+	 * several workers a few more may be taken while frees of another
+	 * worker's tasks wait in its remote batch (seen: up to 3.5 slabs). A
+	 * join that pins its child costs ~400 bytes, far above nh * 64. */
+	size_t budget_b = (256u << 10) + (size_t)nh * 64;
 	if (!CHECK(after < before + budget_b) || getenv("RACES_VERBOSE"))
 		fprintf(stderr, "growth (b), %u workers: %ld joins grew the heap by %lld bytes "
 				"(%.0f per join; budget %zu)\n",
