@@ -83,6 +83,10 @@ WF_EXTERN const char *wf_version_string(void);
 	X(EEMPTY, -4003, "queue empty")                                        \
 	X(EBROKEN, -4004, "barrier broken")                                    \
 	X(EFAILED, -4005, "task failed")                                       \
+	X(EINCOMPLETE, -4006, "stream ended before the bytes asked for")       \
+	X(ELIMIT, -4007, "over the buffer's limit")                            \
+	X(ECLOSED, -4008, "closed while waiting")                              \
+	X(ENONAME, -4009, "no such host or service")                           \
 	X(EOF, -4095, "end of file")
 
 enum wf_errno {
@@ -338,5 +342,6 @@ WF_EXTERN int wf_future_add_done_callback(wf_future *f, wf_done_cb cb, void *arg
 #include "weft/sync.h"     /* locks, events, semaphores, queues, ... */
 #include "weft/executor.h" /* thread pools for blocking calls */
 #include "weft/compose.h"  /* gather, wait, timeouts, task groups, ... */
+#include "weft/io.h"       /* streams, servers, sockets, UDP, DNS */
 
 #endif /* WEFT_H */

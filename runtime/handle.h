@@ -76,6 +76,10 @@ enum {
 	WF__K_AS_COMPLETED,
 	WF__K_POOL,
 	WF__K_TIMEOUT, /* a timeout scope's state (compose/compose_timeout.c) */
+	WF__K_IO,      /* an I/O source (runtime/poller.c) */
+	WF__K_STREAM,
+	WF__K_SERVER,
+	WF__K_UDP,
 	WF__K_TEST_A, /* for test_handle.c */
 	WF__K_TEST_B,
 	WF__K_TEST_C,

@@ -299,7 +299,8 @@ struct wf__worker {
 	wf__timer *timer_cancels; /* atomic: cancelled by other threads */
 	wf__call *calls;          /* atomic: functions posted to this worker */
 	uv_loop_t loop;
-	uv_async_t wakeup;
+	int epfd;   /* the worker's epoll (poller.h) */
+	int wakefd; /* an eventfd in it: other threads write to wake us */
 	pthread_t thread;
 	void *altstack;
 	uint64_t next_id;

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "abi.h"
+#include "poller.h"
 #include "rt.h"
 #include "subsystem.h"
 
@@ -220,8 +221,15 @@ static int worker_init(wf_runtime *rt, wf__worker *w, unsigned id)
 	w->next_id = 1;
 	if (wf__deque_init(&w->deque, 10) != 0)
 		return WF_ENOMEM;
+	w->epfd = w->wakefd = -1;
 	int rc = uv_loop_init(&w->loop);
 	if (rc != 0) {
+		wf__deque_destroy(&w->deque);
+		return rc;
+	}
+	rc = wf__poller_init(w);
+	if (rc != 0) {
+		uv_loop_close(&w->loop);
 		wf__deque_destroy(&w->deque);
 		return rc;
 	}
@@ -234,6 +242,7 @@ static void worker_destroy(wf__worker *w)
 	wf__timers_destroy(w);
 	wf__stack_cache_trim(&w->stacks, 0);
 	wf__deque_destroy(&w->deque);
+	wf__poller_destroy(w);
 	uv_loop_close(&w->loop);
 }
 
@@ -286,7 +295,7 @@ static int subsystems_start(wf_runtime *rt)
 static void wake_all(wf_runtime *rt)
 {
 	for (unsigned i = 0; i < rt->nworkers; i++)
-		uv_async_send(&rt->workers[i].wakeup);
+		wf__poller_wake(&rt->workers[i]);
 }
 
 static void stop_workers(wf_runtime *rt)
@@ -364,7 +373,7 @@ static int runtime_start(const wf_config *cfg_in, wf_runtime **out, char **errms
 			while (rt->started < created)
 				pthread_cond_wait(&rt->start_cv, &rt->start_mu);
 			pthread_mutex_unlock(&rt->start_mu);
-			uv_async_send(&rt->workers[i].wakeup);
+			wf__poller_wake(&rt->workers[i]);
 			pthread_join(rt->workers[i].thread, NULL);
 		}
 		runtime_free(rt, inited);

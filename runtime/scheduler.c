@@ -60,6 +60,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "poller.h"
 #include "rt.h"
 
 #if defined(WF_ASAN)
@@ -202,7 +203,7 @@ static void wake_worker(wf__worker *w)
 	if (__atomic_compare_exchange_n(&w->sleeping, &one, 0, false, __ATOMIC_SEQ_CST,
 					__ATOMIC_RELAXED)) {
 		__atomic_sub_fetch(&w->rt->nsleeping, 1, __ATOMIC_SEQ_CST);
-		uv_async_send(&w->wakeup);
+		wf__poller_wake(w);
 	}
 }
 
@@ -873,7 +874,7 @@ static bool maintenance(wf__worker *w)
 {
 	cancel_sweep(w);
 	run_calls(w);
-	uv_run(&w->loop, UV_RUN_NOWAIT);
+	wf__poller_poll(w, 0);
 	run_timers(w);
 	absorb_inbox(w);
 	absorb_injection(w);
@@ -999,12 +1000,8 @@ static void sleep_in_loop(wf__worker *w, uint64_t deadline)
 	int uvt = uv_backend_timeout(&w->loop);
 	if (uvt >= 0 && (timeout < 0 || uvt < timeout))
 		timeout = uvt;
-	struct pollfd pfd = {.fd = uv_backend_fd(&w->loop), .events = POLLIN};
-	if (timeout != 0)
-		poll(&pfd, 1, timeout);
-	uv_run(&w->loop, UV_RUN_NOWAIT);
+	wf__poller_poll(w, timeout);
 }
-static void wakeup_cb(uv_async_t *h) { (void)h; }
 
 /* Stacks a burst of tasks left in the cache are given back lazily: at most
  * half the excess a second, when the worker is idle. A stack that was used
@@ -1163,7 +1160,6 @@ void *wf__worker_main(void *arg)
 	wf__worker *w = arg;
 	wf_runtime *rt = w->rt;
 	worker_thread_init(w);
-	uv_async_init(&w->loop, &w->wakeup, wakeup_cb);
 	pthread_mutex_lock(&rt->start_mu);
 	rt->started++;
 	pthread_cond_broadcast(&rt->start_cv);
@@ -1188,7 +1184,6 @@ void *wf__worker_main(void *arg)
 	}
 	wf__task_flush_remote(w);
 	run_calls(w);
-	uv_close((uv_handle_t *)&w->wakeup, NULL);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	worker_thread_fini(w);
 	return NULL;
