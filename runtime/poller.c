@@ -62,39 +62,49 @@ int wf__io_open(int fd, wf__io **out) { return io_new(fd, false, 0, out); }
 
 int wf__io_open_oneshot(int fd, int dir, wf__io **out) { return io_new(fd, true, dir, out); }
 
-void wf__io_close(wf__io *io)
+void wf__io_detach(wf__io *io)
 {
-	/* Deregister first: no new event can name the source after this, and
-	 * one already fetched finds the bumped generation below. epoll_ctl
-	 * is safe from any thread. A descriptor the program closed already
-	 * left the epoll by itself (EBADF here: fine). */
+	if (__atomic_exchange_n(&io->closed, 1, __ATOMIC_ACQ_REL))
+		return;
+	/* Deregister first: no new event can name the source after this.
+	 * epoll_ctl is safe from any thread. A descriptor the program closed
+	 * already left the epoll by itself (EBADF here: fine). */
 	struct epoll_event ev = {0};
 	epoll_ctl(io->home->epfd, EPOLL_CTL_DEL, io->fd, &ev);
 	wf__spin_lock(&io->sl);
-	__atomic_store_n(&io->closed, 1, __ATOMIC_RELEASE);
 	wf__waitq_fire_all(&io->q[0], WF_ECLOSED, NULL);
 	wf__waitq_fire_all(&io->q[1], WF_ECLOSED, NULL);
 	io->on_edge[0] = io->on_edge[1] = NULL;
+	wf__spin_unlock(&io->sl);
+}
+
+void wf__io_close(wf__io *io)
+{
+	wf__io_detach(io);
+	/* An event fetched before the deregistration finds the bumped
+	 * generation under the lock and is dropped. */
+	wf__spin_lock(&io->sl);
 	bool keep = wf__hdr_bump(&io->hdr);
 	wf__spin_unlock(&io->sl);
 	wf__hobj_recycle(&io_type, io, keep);
 }
 
-/* Sets ready with a new tick. The caller holds io->sl or is the poller
- * about to take it (poller.h: set, then fire under the lock). */
-static void set_ready(wf__io *io, int dir)
+/* Sets ready (and final, for a hang-up or an error) with a new tick. The
+ * caller holds io->sl. */
+static void set_ready(wf__io *io, int dir, bool final)
 {
 	uint32_t s = __atomic_load_n(&io->ready[dir], __ATOMIC_RELAXED);
+	uint32_t bits = final ? 3u : 1u;
 	/* Release: pairs with wf__io_token's acquire. */
-	while (!__atomic_compare_exchange_n(&io->ready[dir], &s, (s + 2u) | 1u, true, __ATOMIC_ACQ_REL,
-					    __ATOMIC_RELAXED))
+	while (!__atomic_compare_exchange_n(&io->ready[dir], &s, (s + 4u) | bits, true,
+					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
 		;
 }
 
 void wf__io_set_ready(wf__io *io, int dir)
 {
 	wf__spin_lock(&io->sl);
-	set_ready(io, dir);
+	set_ready(io, dir, false);
 	wf__waitq_fire_all(&io->q[dir], 0, NULL);
 	wf__spin_unlock(&io->sl);
 }
@@ -183,7 +193,10 @@ static int dispatch(uint64_t token, uint32_t events)
 						       : (events & EPOLLOUT) || err;
 			if (!edge)
 				continue;
-			set_ready(io, dir);
+			/* A one-shot source reports readiness, not a state:
+			 * its waiter asks the kernel again anyway. */
+			bool final = !io->oneshot && (err || (dir == WF__IO_READ && (events & EPOLLRDHUP)));
+			set_ready(io, dir, final);
 			fired += (int)wf__waitq_fire_all(&io->q[dir], 0, NULL);
 			if (io->on_edge[dir] != NULL)
 				io->on_edge[dir](io, io->edge_ctx);

@@ -9,7 +9,11 @@
  * polls it without blocking at each maintenance tick.
  *
  * An I/O source (wf__io) is a descriptor registered once, edge-triggered,
- * with its readiness kept per direction as a word `tick << 1 | ready`:
+ * with its readiness kept per direction as a word `tick << 2 | final << 1
+ * | ready`. `final` is sticky: the peer hung up or the socket has an
+ * error, so the direction never waits again (a hang-up that came in the
+ * same edge as the last data would otherwise be slept through once that
+ * data was read and ready cleared).
  *  - the poller, on an edge, adds a tick and sets ready (one CAS), then,
  *    under the source's lock, fires the direction's waiters;
  *  - a task that tried the system call and found the socket drained (a
@@ -49,9 +53,11 @@ typedef void (*wf__io_edge_fn)(wf__io *io, void *ctx);
 
 struct wf__io {
 	wf__hdr hdr;
+	void *free_link;        /* the slab's free list (handle.h), kept off
+				 * the lock: a late poller may still take it */
 	wf__spinlock sl;        /* guards the wait queues, closed, edge fns */
 	int fd;
-	uint32_t ready[2];      /* atomic: tick << 1 | ready, per direction */
+	uint32_t ready[2];      /* atomic: tick << 2 | final << 1 | ready */
 	uint32_t closed;        /* atomic: wf__io_close began */
 	bool oneshot;           /* EPOLLONESHOT, level: foreign descriptors */
 	wf__worker *home;       /* whose epoll holds fd */
@@ -73,8 +79,12 @@ int wf__io_open(int fd, wf__io **out);
  * direction, level-triggered, once (wf_wait_readable). -EEXIST when fd is
  * already registered in this worker's epoll. */
 int wf__io_open_oneshot(int fd, int dir, wf__io **out);
-/* Deregisters (without closing fd), wakes every waiter with WF_ECLOSED and
- * frees the source: its handle is stale from now on. Any thread. */
+/* Deregisters (without closing fd) and wakes every waiter with WF_ECLOSED;
+ * later waits return WF_ECLOSED at once. The source stays allocated, so
+ * a task still inside a call on it may look at it. Any thread. */
+void wf__io_detach(wf__io *io);
+/* wf__io_detach if not done yet, then frees the source: its handle is
+ * stale from now on. No call on it may be in progress. Any thread. */
 void wf__io_close(wf__io *io);
 
 /* The direction's word, for wf__io_clear after the system call. */
@@ -85,12 +95,12 @@ static inline uint32_t wf__io_token(wf__io *io, int dir)
 	 * reader of `closed` after a wake relies on it). */
 	return __atomic_load_n(&io->ready[dir], __ATOMIC_ACQUIRE);
 }
-static inline bool wf__io_is_ready(uint32_t token) { return token & 1u; }
+static inline bool wf__io_is_ready(uint32_t token) { return token & 3u; }
 /* The system call found the direction drained: clears ready unless an
  * edge came since `token` was read. */
 static inline void wf__io_clear(wf__io *io, int dir, uint32_t token)
 {
-	if (token & 1u)
+	if ((token & 3u) == 1u)
 		__atomic_compare_exchange_n(&io->ready[dir], &token, token & ~1u, false,
 					    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
 }
