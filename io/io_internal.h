@@ -1,0 +1,81 @@
+/*
+ * What the files of io/ share. One section per part; each says which
+ * files own it.
+ */
+#ifndef WEFT_IO_INTERNAL_H
+#define WEFT_IO_INTERNAL_H
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "weft.h"
+
+#include "runtime/clock.h"
+
+struct addrinfo;
+
+/* ========================================================================
+ * Addresses and name resolution (io/addr.c, io/dns.c)
+ * ====================================================================== */
+
+/* host as a numeric IPv4 or IPv6 address (inet_pton: no scope id, no
+ * brackets) with port, into *out. false if host is not one; nothing
+ * blocks and nothing is allocated. */
+static inline bool wf__addr_numeric(const char *host, unsigned port, wf_addr *out)
+{
+	memset(out, 0, sizeof(*out));
+	struct sockaddr_in *in4 = (struct sockaddr_in *)&out->ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out->ss;
+	if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)port);
+		out->len = sizeof(*in4);
+		return true;
+	}
+	if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		out->len = sizeof(*in6);
+		return true;
+	}
+	return false;
+}
+
+/* The port of an IPv4 or IPv6 address (host order), or -1 for any other
+ * family. */
+static inline int wf__addr_port(const wf_addr *a)
+{
+	if (a->ss.ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+	if (a->ss.ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+	return -1;
+}
+
+/* [task] The addresses to connect to (passive false) or listen on
+ * (passive true) for host:port, sockets of type socktype (SOCK_STREAM,
+ * SOCK_DGRAM), in the resolver's order, without duplicates. A numeric
+ * host is parsed here and never reaches the thread pool. host NULL or "":
+ * 127.0.0.1 for a client, 0.0.0.0 for a server (one address: a server that
+ * wants IPv6 too names "::", which Linux makes dual-stack). deadline is
+ * absolute (wf__now_ns), WF__NO_DEADLINE for none; a deadline already
+ * past fails a lookup that would wait with WF_ETIMEDOUT.
+ * 0 with *out (malloc'd, the caller frees it with free()) and *count >= 1;
+ * WF_EINVAL (port > 65535), WF_ENONAME and the codes of wf_getaddrinfo. */
+int wf__addr_resolve(const char *host, unsigned port, int socktype, bool passive,
+		     uint64_t deadline, wf_addr **out, size_t *count);
+
+/* [task] wf_getaddrinfo with an absolute deadline instead of a timeout. */
+int wf__getaddrinfo_until(const char *host, const char *service, const struct addrinfo *hints,
+			  uint64_t deadline, struct addrinfo **res);
+
+/* ========================================================================
+ * Streams, servers, connections (io/stream.c, io/server.c, io/connect.c)
+ * ====================================================================== */
+
+#endif
