@@ -86,4 +86,10 @@ int64_t wf_bench_rss_kib(void);
 /* fib(n) computed in a loop: the check of the fib workload. */
 uint64_t wf_bench_fib_serial(uint64_t n);
 
+/* `weft-bench http_hello THREADS PORT`: serves the peers' HTTP "Hello,
+ * World!" on 127.0.0.1:PORT with THREADS workers until SIGTERM or SIGINT
+ * (net_workloads.c). Not a workload: no RESULT line; wrk measures it. The
+ * process's exit status. */
+int wf_bench_http_hello(unsigned threads, unsigned port);
+
 #endif

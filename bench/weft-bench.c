@@ -4,12 +4,15 @@
  *
  *   weft-bench <workload|all> [threads] [n]
  *   weft-bench list
+ *   weft-bench http_hello THREADS PORT
  *
  * threads: worker threads of the runtime (0 or absent: all cores);
  * n: the workload's N (absent: its default). One RESULT line per workload
  * on stdout and nothing else there; exit 1 if a check is wrong or a run
  * fails, 2 on a bad command line (usage on stderr). `list` prints the name
- * of every workload, one per line.
+ * of every workload, one per line. `http_hello` is a server for a load
+ * generator (wrk), not a workload: it runs until killed and prints no
+ * RESULT line, as the peers' http_hello does.
  *
  * Each workload gets a fresh runtime (wf_run), so that no run inherits the
  * stacks, caches or resident memory of the one before; the clock runs
@@ -153,6 +156,7 @@ static void usage(FILE *to, const char *argv0)
 {
 	fprintf(to, "usage: %s <workload|all> [threads] [n]\n", argv0);
 	fprintf(to, "       %s list\n", argv0);
+	fprintf(to, "       %s http_hello THREADS PORT\n", argv0);
 	fprintf(to, "  threads: worker threads of the runtime (0 or absent: all cores)\n");
 	fprintf(to, "  n:       the workload's N (absent: its default)\n");
 	fprintf(to, "workloads:");
@@ -256,6 +260,16 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < n_benches; i++)
 			printf("%s\n", registry[i]->name);
 		return 0;
+	}
+
+	if (strcmp(which, "http_hello") == 0) {
+		uint64_t t, port;
+		if (argc != 4 || !parse_u64(argv[2], &t) || t > MAX_THREADS ||
+		    !parse_u64(argv[3], &port) || port < 1 || port > 65535) {
+			usage(stderr, argv0);
+			return 2;
+		}
+		return wf_bench_http_hello(t > 0 ? (unsigned)t : cores(), (unsigned)port);
 	}
 
 	unsigned threads = cores();
