@@ -28,6 +28,7 @@ static int register_fd(wf__io *io, int fd, uint32_t events)
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
 		return -errno;
 	io->home = w;
+	__atomic_add_fetch(&w->nio, 1, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -71,6 +72,7 @@ void wf__io_detach(wf__io *io)
 	 * already left the epoll by itself (EBADF here: fine). */
 	struct epoll_event ev = {0};
 	epoll_ctl(io->home->epfd, EPOLL_CTL_DEL, io->fd, &ev);
+	__atomic_sub_fetch(&io->home->nio, 1, __ATOMIC_RELAXED);
 	wf__spin_lock(&io->sl);
 	wf__waitq_fire_all(&io->q[0], WF_ECLOSED, NULL);
 	wf__waitq_fire_all(&io->q[1], WF_ECLOSED, NULL);
@@ -131,6 +133,24 @@ int wf__io_wait(wf__io *io, int dir, uint64_t deadline, const char *what)
 
 /* ---- the worker's side ------------------------------------------------ */
 
+static void prime_idle(uv_idle_t *h) { uv_idle_stop(h); }
+
+/* libuv adds its own descriptors to its epoll (the thread pool's
+ * completion eventfd: DNS, uv_queue_work) only from inside uv_run, and
+ * only while the loop is alive; until then its backend descriptor never
+ * becomes ready, and the poll above, which runs libuv only when it is
+ * ready, would never deliver a completion. One turn with a live handle
+ * registers them. */
+static void prime_uv(uv_loop_t *loop)
+{
+	uv_idle_t idle;
+	uv_idle_init(loop, &idle);
+	uv_idle_start(&idle, prime_idle);
+	uv_run(loop, UV_RUN_NOWAIT);
+	uv_close((uv_handle_t *)&idle, NULL);
+	uv_run(loop, UV_RUN_NOWAIT); /* finishes the close */
+}
+
 int wf__poller_init(wf__worker *w)
 {
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -158,6 +178,7 @@ int wf__poller_init(wf__worker *w)
 		wf__poller_destroy(w);
 		return e;
 	}
+	prime_uv(&w->loop);
 	return 0;
 }
 

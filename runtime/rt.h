@@ -301,6 +301,7 @@ struct wf__worker {
 	uv_loop_t loop;
 	int epfd;   /* the worker's epoll (poller.h) */
 	int wakefd; /* an eventfd in it: other threads write to wake us */
+	uint32_t nio; /* atomic: sources registered in epfd (poller.c) */
 	pthread_t thread;
 	void *altstack;
 	uint64_t next_id;

@@ -874,7 +874,10 @@ static bool maintenance(wf__worker *w)
 {
 	cancel_sweep(w);
 	run_calls(w);
-	wf__poller_poll(w, 0);
+	/* A worker with no socket and nothing for libuv has nothing to poll
+	 * (a wake-up edge it skips is harmless: it is not asleep). */
+	if (__atomic_load_n(&w->nio, __ATOMIC_RELAXED) > 0 || uv_loop_alive(&w->loop))
+		wf__poller_poll(w, 0);
 	run_timers(w);
 	absorb_inbox(w);
 	absorb_injection(w);
@@ -973,6 +976,11 @@ static bool spin_for_work(wf__worker *w)
 	wf_runtime *rt = w->rt;
 	if (rt->nworkers < 2 ||
 	    __atomic_load_n(&rt->nsleeping, __ATOMIC_RELAXED) >= (int)rt->nworkers - 1)
+		return false;
+	/* A worker that watches sockets has its work coming from its own
+	 * epoll, which spinning does not see: it sleeps in it at once, and
+	 * the kernel wakes it the moment a packet lands. */
+	if (__atomic_load_n(&w->nio, __ATOMIC_RELAXED) > 0)
 		return false;
 	for (int i = 0; i < WF__SPIN_ROUNDS; i++) {
 		if (anything_to_do(w))
