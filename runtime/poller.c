@@ -133,24 +133,6 @@ int wf__io_wait(wf__io *io, int dir, uint64_t deadline, const char *what)
 
 /* ---- the worker's side ------------------------------------------------ */
 
-static void prime_idle(uv_idle_t *h) { uv_idle_stop(h); }
-
-/* libuv adds its own descriptors to its epoll (the thread pool's
- * completion eventfd: DNS, uv_queue_work) only from inside uv_run, and
- * only while the loop is alive; until then its backend descriptor never
- * becomes ready, and the poll above, which runs libuv only when it is
- * ready, would never deliver a completion. One turn with a live handle
- * registers them. */
-static void prime_uv(uv_loop_t *loop)
-{
-	uv_idle_t idle;
-	uv_idle_init(loop, &idle);
-	uv_idle_start(&idle, prime_idle);
-	uv_run(loop, UV_RUN_NOWAIT);
-	uv_close((uv_handle_t *)&idle, NULL);
-	uv_run(loop, UV_RUN_NOWAIT); /* finishes the close */
-}
-
 int wf__poller_init(wf__worker *w)
 {
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -178,7 +160,6 @@ int wf__poller_init(wf__worker *w)
 		wf__poller_destroy(w);
 		return e;
 	}
-	prime_uv(&w->loop);
 	return 0;
 }
 
