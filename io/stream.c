@@ -50,7 +50,7 @@ struct wf__stream {
 	uint32_t refs;   /* atomic: the handle's and every call's */
 	bool keep;       /* what the handle's bump said (wf__hobj_recycle) */
 	bool is_socket;
-	bool reset;      /* close with a reset (SO_LINGER 0) */
+	uint8_t reset;   /* atomic: close with a reset (SO_LINGER 0) */
 	int fd;
 	wf__io *io;
 
@@ -100,7 +100,7 @@ static void stream_free(wf__stream *s)
 	if (s->io != NULL)
 		wf__io_close(s->io);
 	if (s->fd >= 0) {
-		if (s->reset && s->is_socket) {
+		if (__atomic_load_n(&s->reset, __ATOMIC_ACQUIRE) && s->is_socket) {
 			struct linger l = {.l_onoff = 1, .l_linger = 0};
 			setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
 		}
@@ -841,7 +841,7 @@ WF_EXTERN int wf_stream_close(wf_stream *h, uint64_t timeout_ms)
 	if (s == NULL)
 		return WF_EINVAL;
 	int rc = 0;
-	if (wf__in_task() && !s->reset) {
+	if (wf__in_task() && !__atomic_load_n(&s->reset, __ATOMIC_ACQUIRE)) {
 		rc = wait_flushed(s, 0, wf__deadline_after_ms(timeout_ms), "stream close");
 		if (rc == WF_ECLOSED)
 			rc = 0;
@@ -859,7 +859,7 @@ WF_EXTERN int wf_stream_abort(wf_stream *h)
 	wf__stream *s = wf__stream_get(h);
 	if (s == NULL)
 		return WF_EINVAL;
-	s->reset = true;
+	__atomic_store_n(&s->reset, 1, __ATOMIC_RELEASE);
 	int rc = 0;
 	if (close_begin(s))
 		wf__stream_put(s);
@@ -877,6 +877,6 @@ void wf__stream_shutdown(wf__stream *s)
 
 void wf__stream_reset(wf__stream *s)
 {
-	s->reset = true;
+	__atomic_store_n(&s->reset, 1, __ATOMIC_RELEASE);
 	wf__stream_shutdown(s);
 }
