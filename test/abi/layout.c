@@ -32,12 +32,15 @@ SIZE(wf_queue_opts, 88, 8);
 RESERVED_LAST(wf_queue_opts);
 SIZE(wf_call_opts, 64, 8);
 RESERVED_LAST(wf_call_opts);
+SIZE(wf_server_opts, 64, 8);
+RESERVED_LAST(wf_server_opts);
 /* Filled by the library in the caller's memory. */
 SIZE(wf_pool_stats, 88, 8);
 RESERVED_LAST(wf_pool_stats);
 /* Elements of arrays: their size is fixed for good. */
 SIZE(wf_outcome, 24, 8);
 SIZE(wf_failure, 48, 8);
+SIZE(wf_addr, 136, 8);
 /* Opaque, on the caller's stack: the library's state must fit in it. */
 SIZE(wf_timeout, 80, 8);
 #else
