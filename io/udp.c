@@ -34,6 +34,10 @@
 
 struct wf_udp {
 	wf__hdr hdr;
+	/* The slab's free list link goes here (handle.h), off the lock: a
+	 * call that decoded the handle just before the endpoint was freed
+	 * still finds the lock free, then the new gen. */
+	void *free_link;
 	wf__spinlock sl; /* guards refs and the close */
 	int fd;
 	wf__io *io;
