@@ -228,7 +228,7 @@ int wf__poller_poll(wf__worker *w, int timeout_ms)
 	 * or it holds handles that are closing or idle (timeout 0). Its
 	 * uv_run polls its own epoll once more, a system call the common
 	 * case (sockets only) does without. */
-	if (uv || uv_backend_timeout(&w->loop) == 0)
+	if (uv || (uv_loop_alive(&w->loop) && uv_backend_timeout(&w->loop) == 0))
 		uv_run(&w->loop, UV_RUN_NOWAIT);
 	return fired;
 }

@@ -1005,7 +1005,9 @@ static void sleep_in_loop(wf__worker *w, uint64_t deadline)
 		timeout = ms > INT_MAX ? INT_MAX : (int)ms;
 	}
 	uv_update_time(&w->loop);
-	int uvt = uv_backend_timeout(&w->loop);
+	/* libuv's timeout counts only while it has work: an idle loop says 0
+	 * ("nothing to wait for"), which would turn this sleep into a spin. */
+	int uvt = uv_loop_alive(&w->loop) ? uv_backend_timeout(&w->loop) : -1;
 	if (uvt >= 0 && (timeout < 0 || uvt < timeout))
 		timeout = uvt;
 	wf__poller_poll(w, timeout);
