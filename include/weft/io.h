@@ -31,9 +31,10 @@
  *    caller owns what a call stores in *out and frees it with the matching
  *    close call.
  *  - Addresses: host is a numeric IPv4 or IPv6 address or a name resolved
- *    with wf_getaddrinfo (NULL or "" for a server: every local address;
- *    for a client: the loopback); port is 0..65535 (0 for a server: any
- *    free port, read back with wf_server_port).
+ *    with wf_getaddrinfo (NULL or "" for a server: the IPv4 wildcard
+ *    0.0.0.0, "::" for IPv6's; for a client: 127.0.0.1); port is
+ *    0..65535 (0 for a server: any free port, read back with
+ *    wf_server_port).
  */
 #ifndef WEFT_IO_H
 #define WEFT_IO_H
@@ -201,7 +202,7 @@ typedef struct wf_server_opts {
 WF_EXTERN int wf_start_server(const char *host, unsigned port, wf_conn_handler handler,
 			      void *arg, const wf_server_opts *opts, wf_server **out);
 /* [task] Listens on the Unix socket path (an existing socket file there is
- * replaced; the file is removed when the server is freed). */
+ * replaced; wf_server_close removes the file). */
 WF_EXTERN int wf_start_unix_server(const char *path, wf_conn_handler handler, void *arg,
 				   const wf_server_opts *opts, wf_server **out);
 /* The TCP port the server listens on (useful after port 0), or WF_EINVAL. */
@@ -217,7 +218,8 @@ WF_EXTERN int wf_server_close(wf_server *srv);
 WF_EXTERN int wf_server_close_clients(wf_server *srv);
 WF_EXTERN int wf_server_abort_clients(wf_server *srv);
 /* [task] Waits until the server is closed and every handler has returned,
- * then frees srv (on 0 only). 0, WF_ETIMEDOUT, WF_ECANCELED, WF_EINVAL. */
+ * then frees srv (on 0 only). 0, WF_ETIMEDOUT, WF_ECANCELED, WF_EINVAL,
+ * WF_EBUSY (another wait_closed is freeing it). */
 WF_EXTERN int wf_server_wait_closed(wf_server *srv, uint64_t timeout_ms);
 
 /* ------------------------------------------------------------------------
