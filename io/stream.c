@@ -805,8 +805,18 @@ WF_EXTERN int wf_stream_write_eof(wf_stream *h, uint64_t timeout_ms)
 		wf__spin_lock(&s->io->sl);
 		s->wshut = true;
 		wf__spin_unlock(&s->io->sl);
-		if ((s->is_socket ? shutdown(s->fd, SHUT_WR) : 0) != 0)
-			rc = -errno;
+		if (s->is_socket) {
+			if (shutdown(s->fd, SHUT_WR) != 0)
+				rc = -errno;
+		} else {
+			/* A pipe has no half-close: its reader sees the end
+			 * only once the write end is closed (asyncio's pipe
+			 * transports close on write_eof too). */
+			wf__io_detach(s->io);
+			int fd = __atomic_exchange_n(&s->fd, -1, __ATOMIC_ACQ_REL);
+			if (fd >= 0)
+				close(fd);
+		}
 	}
 	wf__stream_put(s);
 	return rc;

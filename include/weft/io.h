@@ -161,7 +161,8 @@ WF_EXTERN int wf_stream_drain(wf_stream *s, uint64_t timeout_ms);
 WF_EXTERN int wf_stream_write_all(wf_stream *s, const void *buf, size_t n, uint64_t timeout_ms);
 /* [task] Flushes the write buffer, then shuts the sending side
  * (shutdown(SHUT_WR)): the peer reads the end of the stream, and this side
- * may still read. 0, a write error, WF_ETIMEDOUT, WF_ECANCELED. */
+ * may still read. On a pipe, which cannot half-close, it closes the write
+ * end. 0, a write error, WF_ETIMEDOUT, WF_ECANCELED. */
 WF_EXTERN int wf_stream_write_eof(wf_stream *s, uint64_t timeout_ms);
 /* [task] asyncio's close + wait_closed: flushes the write buffer (for at
  * most timeout_ms; a reset peer ends it at once), closes the descriptor and
