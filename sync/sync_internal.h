@@ -25,6 +25,9 @@
 
 typedef struct wf__sync {
 	wf__hdr hdr;     /* first: the object's handle header */
+	void *free_link; /* the slab's free list (handle.h) uses this word,
+			  * not the lock: a call racing with the free may
+			  * still take the lock of a freed object */
 	wf__spinlock sl; /* guards the object's state and wait queues */
 	wf__waitq q;     /* its waiters (a queue's getters) */
 } wf__sync;
