@@ -180,6 +180,33 @@ Test(io_stream, limits_leave_the_bytes_readable, .timeout = 60)
 	run_weft(2, limit_main, NULL);
 }
 
+/* read_all's max holds also when the stream has already seen its end
+ * with more than max bytes buffered. */
+static void *read_all_after_eof_main(void *arg)
+{
+	wf_stream *a, *b;
+	if (!unix_pair(&a, &b))
+		return NULL;
+	CHECK_RC(wf_stream_write(b, "0123456789", 10), 0);
+	CHECK_RC(wf_stream_write_eof(b, 5000), 0);
+	char buf[16];
+	/* Reads up to the end and leaves the ten bytes buffered. */
+	CHECK_RC((int)wf_stream_readuntil(a, "#", 1, buf, sizeof(buf), 5000), WF_EINCOMPLETE);
+	void *all = NULL;
+	CHECK_RC((int)wf_stream_read_all(a, 5, &all, 5000), WF_ELIMIT);
+	free(all);
+	CHECK_EQ(wf_stream_read_all(a, 10, &all, 5000), 10);
+	free(all);
+	CHECK_RC(wf_stream_close(a, 5000), 0);
+	CHECK_RC(wf_stream_close(b, 5000), 0);
+	return NULL;
+}
+
+Test(io_stream, read_all_keeps_its_max_after_the_end, .timeout = 30)
+{
+	run_weft(2, read_all_after_eof_main, NULL);
+}
+
 /* ---- separators split across arbitrary writes ----------------------------- */
 
 struct framing {
