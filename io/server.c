@@ -49,6 +49,9 @@ typedef struct wf__server wf__server;
 typedef struct listener {
 	wf__server *srv;
 	int fd;
+	uint32_t claimed; /* atomic: its accept task started, or close took
+			   * the socket first (a task cancelled before it
+			   * starts never runs) */
 	int worker; /* pinned there; -1: wherever it was started */
 	wf_task *task;
 } listener;
@@ -186,6 +189,8 @@ static void *accept_main(void *arg)
 {
 	listener *l = arg;
 	wf__server *srv = l->srv;
+	if (__atomic_exchange_n(&l->claimed, 1, __ATOMIC_ACQ_REL))
+		return NULL; /* closed before it ran: close took the socket */
 	if (l->worker >= 0) {
 		wf_move_to_worker((unsigned)l->worker);
 		wf_pin(true);
@@ -306,7 +311,8 @@ static wf__server *server_new(wf_conn_handler handler, void *arg, const wf_serve
 static void server_free(wf__server *srv)
 {
 	for (unsigned i = 0; i < srv->nls; i++)
-		if (srv->ls[i].task == NULL && srv->ls[i].fd >= 0)
+		if (srv->ls[i].task == NULL && srv->ls[i].fd >= 0 &&
+		    !__atomic_exchange_n(&srv->ls[i].claimed, 1, __ATOMIC_ACQ_REL))
 			close(srv->ls[i].fd);
 	free(srv->ls);
 	free(srv->unix_path);
@@ -510,10 +516,18 @@ WF_EXTERN int wf_server_close(wf_server *h)
 	wf__spin_unlock(&srv->sl);
 	if (was)
 		return 0;
-	/* Each accept task closes its own socket as it ends. */
-	for (unsigned i = 0; i < srv->nls; i++)
-		if (srv->ls[i].task != NULL)
-			wf_cancel(srv->ls[i].task);
+	/* Each accept task closes its own socket as it ends; a socket whose
+	 * task has not started is closed here, and the task, if it ever
+	 * runs, finds it claimed. */
+	for (unsigned i = 0; i < srv->nls; i++) {
+		listener *l = &srv->ls[i];
+		if (!__atomic_exchange_n(&l->claimed, 1, __ATOMIC_ACQ_REL)) {
+			close(l->fd);
+			l->fd = -1;
+		}
+		if (l->task != NULL)
+			wf_cancel(l->task);
+	}
 	if (srv->unix_path != NULL)
 		unlink(srv->unix_path);
 	return 0;
@@ -572,8 +586,10 @@ WF_EXTERN int wf_server_wait_closed(wf_server *h, uint64_t timeout_ms)
 			return rc;
 	}
 	/* The accept tasks were cancelled by close and end quickly; a join
-	 * that is itself cancelled still waits for them, since they use the
-	 * server's memory. */
+	 * that is itself cancelled (WF_ECANCELED, handle kept) waits again,
+	 * since they use the server's memory. A task whose own outcome is
+	 * WF_ECANCELED was joined: its handle is released, and the next
+	 * call's WF_EINVAL ends the loop. */
 	for (unsigned i = 0; i < srv->nls; i++) {
 		if (srv->ls[i].task == NULL)
 			continue;

@@ -301,6 +301,8 @@ static void reader_leave(wf__stream *s)
 
 static void consume(wf__stream *s, void *buf, size_t n)
 {
+	if (n == 0)
+		return; /* rbuf may still be NULL */
 	if (buf != NULL)
 		memcpy(buf, s->rbuf + s->rstart, n);
 	s->rstart += n;
@@ -566,6 +568,10 @@ WF_EXTERN ssize_t wf_stream_read_all(wf_stream *h, size_t max, void **out, uint6
 				break;
 			}
 			size_t len = buffered(s);
+			if (len > max) {
+				ret = WF_ELIMIT;
+				break;
+			}
 			char *b = malloc(len + 1);
 			if (b == NULL) {
 				ret = WF_ENOMEM;
