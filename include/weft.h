@@ -343,5 +343,8 @@ WF_EXTERN int wf_future_add_done_callback(wf_future *f, wf_done_cb cb, void *arg
 #include "weft/executor.h" /* thread pools for blocking calls */
 #include "weft/compose.h"  /* gather, wait, timeouts, task groups, ... */
 #include "weft/io.h"       /* streams, servers, sockets, UDP, DNS */
+#include "weft/process.h"  /* subprocesses and their pipes */
+#include "weft/signal.h"   /* signals awaited as wake-ups */
+#include "weft/fs.h"       /* asynchronous files */
 
 #endif /* WEFT_H */
