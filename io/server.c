@@ -71,6 +71,7 @@ struct wf__server {
 	void *arg;
 	size_t max_conns, limit;
 	size_t live;
+	size_t reserved; /* accept calls under way that the limit counts */
 	bool closed;
 	bool freeing;
 	int port;
@@ -86,6 +87,8 @@ static wf__htype server_type = WF__HTYPE_INIT(WF__K_SERVER, wf__server);
 static wf__server *server_get(const wf_server *h) { return wf__handle_get(h, WF__K_SERVER); }
 
 /* ---- connections -------------------------------------------------------- */
+
+static void release_place(wf__server *srv);
 
 static void *conn_main(void *arg)
 {
@@ -114,12 +117,15 @@ static void *conn_main(void *arg)
 	return NULL;
 }
 
+/* Serves the accepted fd; the place reserve_place took becomes the
+ * connection's. */
 static void start_conn(wf__server *srv, int fd)
 {
 	conn *c = calloc(1, sizeof(*c));
 	if (c == NULL || wf__stream_new(fd, true, srv->limit, &c->stream) != 0) {
 		free(c);
 		close(fd);
+		release_place(srv);
 		return;
 	}
 	c->srv = srv;
@@ -130,6 +136,8 @@ static void start_conn(wf__server *srv, int fd)
 		c->next->prev = c;
 	srv->conns = c;
 	srv->live++;
+	if (srv->max_conns != 0)
+		srv->reserved--;
 	wf__spin_unlock(&srv->sl);
 	wf_task *t = wf_spawn(conn_main, c);
 	if (t != NULL) {
@@ -152,9 +160,11 @@ static void start_conn(wf__server *srv, int fd)
 
 /* ---- accepting ---------------------------------------------------------- */
 
-/* Waits while the server is at its connection limit. 0 or a wait's code,
- * WF_ECLOSED once closed. */
-static int wait_below_limit(wf__server *srv)
+/* Takes a place under the connection limit for one accept, waiting while
+ * the server is full: the accept tasks of several workers must not all
+ * see one free place and each fill it. 0 or a wait's code, WF_ECLOSED once
+ * closed. */
+static int reserve_place(wf__server *srv)
 {
 	for (;;) {
 		wf__spin_lock(&srv->sl);
@@ -162,7 +172,12 @@ static int wait_below_limit(wf__server *srv)
 			wf__spin_unlock(&srv->sl);
 			return WF_ECLOSED;
 		}
-		if (srv->max_conns == 0 || srv->live < srv->max_conns) {
+		if (srv->max_conns == 0) {
+			wf__spin_unlock(&srv->sl);
+			return 0;
+		}
+		if (srv->live + srv->reserved < srv->max_conns) {
+			srv->reserved++;
 			wf__spin_unlock(&srv->sl);
 			return 0;
 		}
@@ -175,6 +190,17 @@ static int wait_below_limit(wf__server *srv)
 		if (rc != 0)
 			return rc;
 	}
+}
+
+/* Gives back a place reserve_place took, when no connection came. */
+static void release_place(wf__server *srv)
+{
+	if (srv->max_conns == 0)
+		return;
+	wf__spin_lock(&srv->sl);
+	srv->reserved--;
+	wf__waitq_fire_all(&srv->waiters, 0, NULL);
+	wf__spin_unlock(&srv->sl);
 }
 
 static bool is_closed(wf__server *srv)
@@ -200,16 +226,19 @@ static void *accept_main(void *arg)
 		goto out;
 	uint64_t backoff = 0;
 	for (;;) {
-		if (wait_below_limit(srv) != 0)
+		if (reserve_place(srv) != 0)
 			break;
 		uint32_t tok = wf__io_token(io, WF__IO_READ);
 		if (!wf__io_is_ready(tok)) {
+			release_place(srv);
 			if (wf__io_wait(io, WF__IO_READ, WF__NO_DEADLINE, "accept") != 0)
 				break;
 			continue;
 		}
-		if (is_closed(srv))
+		if (is_closed(srv)) {
+			release_place(srv);
 			break;
+		}
 		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
 			backoff = 0;
@@ -217,6 +246,7 @@ static void *accept_main(void *arg)
 			continue;
 		}
 		int e = errno;
+		release_place(srv);
 		if (e == EAGAIN || e == EWOULDBLOCK) {
 			wf__io_clear(io, WF__IO_READ, tok);
 			continue;
