@@ -81,6 +81,7 @@ enum {
 	WF__K_SERVER,
 	WF__K_UDP,
 	WF__K_FILE,    /* an open file (io/fs.c) */
+	WF__K_PROCESS, /* a child process (io/process.c) */
 	WF__K_TEST_A, /* for test_handle.c */
 	WF__K_TEST_B,
 	WF__K_TEST_C,
