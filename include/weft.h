@@ -129,12 +129,24 @@ enum wf_debug_flags {
 #define WF_STACK_SIZE_MIN ((size_t)16 * 1024)
 #define WF_STACK_SIZE_MAX ((uint64_t)1 << 32)
 
+/* The signals wf_run may turn into a cancellation of its main task
+ * (wf_config.cancel_on_signals). */
+enum wf_run_signals {
+	WF_SIG_INT = 1u << 0,  /* SIGINT (Ctrl-C) */
+	WF_SIG_TERM = 1u << 1, /* SIGTERM (kill, service managers) */
+};
+
 typedef struct wf_config {
 	unsigned workers;  /* worker threads; 0: number of cores */
 	size_t stack_size; /* task stack (virtual, touched lazily); 0: 64 KiB */
 	unsigned debug;    /* WF_DEBUG_* flags */
 	uint64_t shutdown_grace_ms; /* see wf_runtime_shutdown; 0: 2000 */
-	uint64_t reserved[8]; /* zero: room for later fields (see ABI above) */
+	/* WF_SIG_* flags: wf_run cancels its main task at the first of these
+	 * signals (see wf_run); 0 (the default): signals are left alone.
+	 * wf_runtime_start ignores it. */
+	unsigned cancel_on_signals;
+	uint32_t reserved_half; /* zero, as reserved: the rest of its word */
+	uint64_t reserved[7]; /* zero: room for later fields (see ABI above) */
 } wf_config;
 
 /* Fills *cfg with the defaults, then applies the environment, each value
@@ -142,6 +154,7 @@ typedef struct wf_config {
  *   WEFT_WORKERS=<n>     0 to WF_WORKERS_MAX (4096); 0: one per core
  *   WEFT_STACK_KIB=<n>   0 (the default) or 16 to 4194304 (4 GiB)
  *   WEFT_DEBUG=<flags>   a sum of WF_DEBUG_* flags: 0 or 1
+ * cancel_on_signals is 0 (no environment variable sets it).
  * Fields set by the program after this call win over both. The fields
  * accept the same ranges (stack_size in bytes: 0, or WF_STACK_SIZE_MIN to
  * WF_STACK_SIZE_MAX). A value out of range, negative, or not a number
@@ -154,7 +167,19 @@ WF_EXTERN void wf_config_init(wf_config *cfg);
  * runs main(arg) as a task, stores its result in *result (may be NULL),
  * then cancels and awaits every task still running and frees everything.
  * Returns main's outcome: 0, main's failure code, or a start-up error.
- * Every task handle and future of the runtime is invalid once it returns. */
+ * Every task handle and future of the runtime is invalid once it returns.
+ *
+ * With cfg->cancel_on_signals (asyncio.Runner's Ctrl-C handling), wf_run
+ * catches those signals (weft/signal.h; whatever their disposition was,
+ * SIG_IGN included) from before main starts until it returns, then puts
+ * the previous dispositions back. The first one cancels the main task
+ * (wf_cancel), which may clean up and return: wf_run then returns main's
+ * outcome as always, WF_ECANCELED if main let the cancellation through,
+ * 0 if it handled it (wf_uncancel) and returned normally. One that comes
+ * after that, or after main has returned (while the other tasks are
+ * being cancelled and awaited), restores the signal's default disposition
+ * and raises it again: the process ends by that signal, so a program
+ * whose shutdown is stuck still stops at the second Ctrl-C. */
 WF_EXTERN int wf_run(const wf_config *cfg, wf_fn main, void *arg, void **result);
 /* wf_run that also hands over a message: main's failure message (wf_fail),
  * or what was wrong with the configuration. *errmsg (errmsg may be NULL)

@@ -178,7 +178,14 @@ static int config_check(const wf_config *cfg, char *msg, size_t cap)
 				 cfg->debug, cfg->debug & ~DEBUG_KNOWN);
 		return WF_EINVAL;
 	}
-	if (!WF__RESERVED_ZERO(cfg)) {
+	if (cfg->cancel_on_signals & ~(unsigned)(WF_SIG_INT | WF_SIG_TERM)) {
+		snprintf(msg, cap, "wf_config.cancel_on_signals is %#x, unknown flags %#x: accepted "
+				   "WF_SIG_INT (1) and WF_SIG_TERM (2)",
+			 cfg->cancel_on_signals,
+			 cfg->cancel_on_signals & ~(unsigned)(WF_SIG_INT | WF_SIG_TERM));
+		return WF_EINVAL;
+	}
+	if (!WF__RESERVED_ZERO(cfg) || cfg->reserved_half != 0) {
 		snprintf(msg, cap, "wf_config.reserved is not zero: initialise wf_config with "
 				   "wf_config_init");
 		return WF_EINVAL;
@@ -680,6 +687,13 @@ int wf_runtime_shutdown(wf_runtime *rt)
 	return 0;
 }
 
+/* io/signal.c: wf_config.cancel_on_signals. begin watches the signals and
+ * swaps main_fn and arg for a wrapper that records the main task (the
+ * first signal cancels it; a later one ends the process); end puts the
+ * previous dispositions back. */
+int wf__run_signals_begin(unsigned sigs, wf_fn *main_fn, void **arg, void **state);
+void wf__run_signals_end(void *state);
+
 int wf_run_ex(const wf_config *cfg, wf_fn main_fn, void *arg, void **result, char **errmsg)
 {
 	if (result != NULL)
@@ -692,10 +706,23 @@ int wf_run_ex(const wf_config *cfg, wf_fn main_fn, void *arg, void **result, cha
 	int rc = runtime_start(cfg, &rt, errmsg);
 	if (rc != 0)
 		return rc;
+	/* The signals are caught from before the main task exists until the
+	 * shutdown below has returned: the first one cancels main, and one
+	 * during the shutdown (which may wait on tasks that do not end) must
+	 * still find weft's handler to end the process. */
+	void *sigstate = NULL;
+	if (cfg != NULL && cfg->cancel_on_signals != 0) {
+		rc = wf__run_signals_begin(cfg->cancel_on_signals, &main_fn, &arg, &sigstate);
+		if (rc != 0) {
+			wf_runtime_shutdown(rt);
+			return rc;
+		}
+	}
 	wf_future *f;
 	rc = wf_runtime_submit(rt, main_fn, arg, &f);
 	if (rc != 0) {
 		wf_runtime_shutdown(rt);
+		wf__run_signals_end(sigstate);
 		return rc;
 	}
 	rc = wf_await(f, result);
@@ -703,6 +730,7 @@ int wf_run_ex(const wf_config *cfg, wf_fn main_fn, void *arg, void **result, cha
 		*errmsg = strdup(wf_future_errmsg(f));
 	wf_future_release(f);
 	wf_runtime_shutdown(rt);
+	wf__run_signals_end(sigstate);
 	for (const wf__subsystem *const *s = wf__subsystems; *s != NULL; s++)
 		if ((*s)->run_end != NULL)
 			(*s)->run_end();

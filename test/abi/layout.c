@@ -26,6 +26,10 @@
 /* Option structs: they grow into their reserved words. */
 SIZE(wf_config, 96, 8);
 RESERVED_LAST(wf_config);
+/* 0.x: cancel_on_signals and reserved_half took reserved[0]. */
+_Static_assert(offsetof(wf_config, cancel_on_signals) == 32 &&
+		       offsetof(wf_config, reserved) == 40,
+	       "wf_config: a field moved");
 SIZE(wf_spawn_opts, 72, 8);
 RESERVED_LAST(wf_spawn_opts);
 SIZE(wf_queue_opts, 88, 8);
