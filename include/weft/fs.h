@@ -38,8 +38,17 @@
  * last of them ends, so they never reach a descriptor that has since been
  * reused for another file.
  *
- * Backend. The executor pool rather than libuv's uv_fs_* on the worker's
- * loop: see docs/design.md, "Files", for the measurement.
+ * Backend: the executor pool, not libuv's uv_fs_* on the worker's loop,
+ * which was about six times slower on weft-bench's fs_rw (16 tasks, 4 KiB
+ * preads and pwrites of a cached file): docs/design.md, "Files", has the
+ * figures and why.
+ *
+ * The internal buffer's cost: nothing measurable for small reads (4 KiB:
+ * fs_rw and fs_rw_direct, the same work read straight into the task's
+ * buffer, are within noise of each other), but about twice the time of a
+ * plain pread for a large one (8 MiB: a fresh buffer faulted in, and a
+ * second copy). Read big files in pieces of a MiB or so, or whole with
+ * wf_fs_read_file, whose buffer is handed over without a copy.
  */
 #ifndef WEFT_FS_H
 #define WEFT_FS_H
