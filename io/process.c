@@ -301,6 +301,22 @@ static int spawn(const char *file, bool search, char *const argv[], const wf_pro
 			rc = -errno;
 			goto fail;
 		}
+		/* A parent with 0, 1 or 2 closed gets them back from pipe2:
+		 * one pipe's end could then be overwritten by another's dup2
+		 * onto it in the child before its own turn. Above 2, never. */
+		for (int k = 0; k < 2; k++) {
+			if (fds[k] > 2)
+				continue;
+			int hi = fcntl(fds[k], F_DUPFD_CLOEXEC, 3);
+			if (hi < 0) {
+				rc = -errno;
+				close(fds[0]);
+				close(fds[1]);
+				goto fail;
+			}
+			close(fds[k]);
+			fds[k] = hi;
+		}
 		/* stdin: the child reads fds[0]; stdout, stderr: it writes
 		 * fds[1]. */
 		mine[i] = i == 0 ? fds[1] : fds[0];

@@ -415,14 +415,20 @@ static void *orphan_main(void *arg)
 		pids[i] = wf_process_pid(p);
 		CHECK_RC(wf_process_free(p), 0);
 	}
-	/* One freed while another task waits for it. */
-	wf_process *p = start("exec sleep 0.2", WF_INHERIT, WF_INHERIT, WF_INHERIT, 0);
-	struct waiter_arg w = {.p = p};
-	wf_task *t = wf_spawn(waiter, &w);
-	wf_sleep(20);
-	CHECK_RC(wf_process_free(p), 0);
-	wf_join(t, NULL);
-	CHECK_RC(w.rc, WF_ECLOSED);
+	/* One freed while another task waits for it. The waiter may not
+	 * have started waiting by the time of the free (a slow machine):
+	 * then it finds the handle stale, and the round is tried again. */
+	int rc = WF_EINVAL;
+	for (int round = 0; round < 10 && rc == WF_EINVAL; round++) {
+		wf_process *p = start("exec sleep 0.2", WF_INHERIT, WF_INHERIT, WF_INHERIT, 0);
+		struct waiter_arg w = {.p = p};
+		wf_task *t = wf_spawn(waiter, &w);
+		wf_sleep(20 + 20 * (unsigned)round);
+		CHECK_RC(wf_process_free(p), 0);
+		wf_join(t, NULL);
+		rc = w.rc;
+	}
+	CHECK_RC(rc, WF_ECLOSED);
 	(void)pids;
 	return NULL;
 }
