@@ -7,14 +7,18 @@
  * It prints "listening on HOST:PORT" once it accepts (--port 0: a free
  * port), and runs until SIGINT or SIGTERM or for S seconds (--seconds).
  * Try it with `nc 127.0.0.1 7000`.
+ *
+ * Stopping: wf_run is told to cancel the main task at SIGINT or SIGTERM
+ * (wf_config.cancel_on_signals), so the main task's wait simply returns
+ * WF_ECANCELED; it then shuts the server down and returns, and the
+ * program exits with status 0. A second signal during that shutdown ends
+ * the process at once.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <weft.h>
-
-#include "serve_stop.h"
 
 static const char *host = "127.0.0.1";
 static unsigned port = 7000, threads;
@@ -46,7 +50,11 @@ static void *main_task(void *arg)
 	printf("listening on %s:%d (%u workers)\n", host, wf_server_port(srv),
 	       wf_runtime_workers(wf_runtime_current()));
 	fflush(stdout);
-	serve_stop_wait(seconds ? seconds * 1000 : WF_FOREVER);
+	rc = wf_sleep(seconds ? seconds * 1000 : WF_FOREVER);
+	/* A signal cancelled the wait: handled here (the waits below must
+	 * not be cancelled again), so the program ends as if on time. */
+	if (rc == WF_ECANCELED)
+		wf_uncancel();
 	/* Stop accepting; the clients still connected read the end of the
 	 * stream; then wait for their handlers. */
 	wf_server_close(srv);
@@ -90,17 +98,15 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	int rc = serve_stop_init();
-	if (rc != 0) {
-		fprintf(stderr, "echo_server: %s\n", wf_strerror(rc));
-		return 1;
-	}
 	wf_config cfg;
 	wf_config_init(&cfg);
 	if (threads != 0)
 		cfg.workers = threads;
+	/* Caught even if the shell started us with SIGINT ignored (`cmd &`
+	 * without job control). */
+	cfg.cancel_on_signals = WF_SIG_INT | WF_SIG_TERM;
 	char *msg = NULL;
-	rc = wf_run_ex(&cfg, main_task, NULL, NULL, &msg);
+	int rc = wf_run_ex(&cfg, main_task, NULL, NULL, &msg);
 	if (rc != 0)
 		fprintf(stderr, "echo_server: %s (%s)\n", msg ? msg : "failed", wf_strerror(rc));
 	free(msg);

@@ -15,6 +15,11 @@
  * a free port), and runs until SIGINT or SIGTERM, until it has answered N
  * requests (--requests) or for S seconds (--seconds), then stops accepting,
  * lets the open connections finish for a second and closes them.
+ *
+ * SIGINT and SIGTERM cancel the main task (wf_config.cancel_on_signals):
+ * its wait returns WF_ECANCELED, it handles that and shuts down as for
+ * the other reasons, and the program exits with status 0. A second
+ * signal during the shutdown ends the process at once.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -24,7 +29,6 @@
 #include <weft.h>
 
 #include "http_conn.h"
-#include "serve_stop.h"
 
 struct options {
 	const char *host;
@@ -37,6 +41,8 @@ struct options {
 
 static struct options opt = {.host = "127.0.0.1", .port = 8080, .max_request = 64 * 1024};
 static uint64_t answered; /* atomic */
+/* Set when --requests have been answered; lives while the server does. */
+static wf_event *enough;
 
 static void route(const http_request *req, http_response *resp, void *arg)
 {
@@ -80,7 +86,7 @@ static void on_answered(unsigned n, void *arg)
 {
 	uint64_t total = __atomic_add_fetch(&answered, n, __ATOMIC_RELAXED);
 	if (opt.requests != 0 && total >= opt.requests && total - n < opt.requests)
-		serve_stop_request();
+		wf_event_set(enough);
 }
 
 static const http_conn_config http_cfg = {
@@ -110,19 +116,29 @@ static void *main_task(void *arg)
 {
 	http_conn_config *cfg = arg;
 	wf_server *srv;
-	int rc = wf_start_server(opt.host, opt.port, http_conn_serve, cfg, NULL, &srv);
+	int rc = wf_event_new(&enough);
+	if (rc != 0)
+		return wf_fail(rc, "event");
+	rc = wf_start_server(opt.host, opt.port, http_conn_serve, cfg, NULL, &srv);
 	if (rc != 0) {
 		fprintf(stderr, "http_server: cannot listen on %s:%u: %s\n", opt.host, opt.port,
 			wf_strerror(rc));
+		wf_event_free(enough);
 		return wf_fail(rc, "listen");
 	}
 	printf("listening on http://%s:%d/ (%u workers)\n", opt.host, wf_server_port(srv),
 	       wf_runtime_workers(wf_runtime_current()));
 	fflush(stdout);
-	rc = serve_stop_wait(opt.seconds ? opt.seconds * 1000 : WF_FOREVER);
-	if (rc != 0 && rc != WF_ETIMEDOUT)
+	rc = wf_event_wait(enough, opt.seconds ? opt.seconds * 1000 : WF_FOREVER);
+	/* SIGINT or SIGTERM: handled here, so that the shutdown's waits are
+	 * not cancelled too and the program ends as for the other reasons. */
+	if (rc == WF_ECANCELED)
+		wf_uncancel();
+	else if (rc != 0 && rc != WF_ETIMEDOUT)
 		fprintf(stderr, "http_server: waiting for a stop: %s\n", wf_strerror(rc));
 	rc = shut_down(srv);
+	/* Every connection has ended: nobody sets the event any more. */
+	wf_event_free(enough);
 	fprintf(stderr, "http_server: stopped after %" PRIu64 " answers\n",
 		__atomic_load_n(&answered, __ATOMIC_RELAXED));
 	return rc == 0 ? NULL : wf_fail(rc, "shutting down");
@@ -174,19 +190,17 @@ int main(int argc, char **argv)
 		}
 		i++;
 	}
-	int rc = serve_stop_init();
-	if (rc != 0) {
-		fprintf(stderr, "http_server: %s\n", wf_strerror(rc));
-		return 1;
-	}
 	http_conn_config cfg = http_cfg;
 	cfg.max_request = opt.max_request;
 	wf_config wcfg;
 	wf_config_init(&wcfg);
 	if (opt.threads != 0)
 		wcfg.workers = opt.threads;
+	/* Caught even if the shell started us with SIGINT ignored (`cmd &`
+	 * without job control). */
+	wcfg.cancel_on_signals = WF_SIG_INT | WF_SIG_TERM;
 	char *msg = NULL;
-	rc = wf_run_ex(&wcfg, main_task, &cfg, NULL, &msg);
+	int rc = wf_run_ex(&wcfg, main_task, &cfg, NULL, &msg);
 	if (rc != 0)
 		fprintf(stderr, "http_server: %s (%s)\n", msg ? msg : "failed", wf_strerror(rc));
 	free(msg);
