@@ -271,6 +271,27 @@ static int check_opts(const wf_process_opts *o)
 	return 0;
 }
 
+/* /dev/null, opened once for the process: dup2'd in the child instead
+ * of opened there, which would hold the parent's worker in the vfork
+ * for one more path lookup per stream. -errno if it cannot be opened. */
+static int devnull_fd(void)
+{
+	static int fd = -1;
+	int f = __atomic_load_n(&fd, __ATOMIC_ACQUIRE);
+	if (f >= 0)
+		return f;
+	f = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (f < 0)
+		return -errno;
+	int expected = -1;
+	if (!__atomic_compare_exchange_n(&fd, &expected, f, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE)) {
+		close(f);
+		f = expected;
+	}
+	return f;
+}
+
 static void close_fd(int *fd)
 {
 	if (*fd >= 0)
@@ -334,14 +355,17 @@ static int spawn(const char *file, bool search, char *const argv[], const wf_pro
 		rc = -rc;
 		goto fail;
 	}
-	/* Default dispositions and an empty mask: weft ignores SIGPIPE and
-	 * the program may block signals on its workers, neither of which a
-	 * child should start with. */
+	/* An empty mask (the program may block signals on its workers) and
+	 * SIGPIPE and SIGXFSZ back to their defaults (weft ignores SIGPIPE),
+	 * as Python's restore_signals does. Caught signals are reset by exec
+	 * itself; other ignored ones are inherited, as exec means them to be
+	 * (nohup). Each signal named here costs a system call in the child
+	 * while the parent's worker waits for its exec. */
 	sigset_t none_set, all;
 	sigemptyset(&none_set);
-	sigfillset(&all);
-	sigdelset(&all, SIGKILL);
-	sigdelset(&all, SIGSTOP);
+	sigemptyset(&all);
+	sigaddset(&all, SIGPIPE);
+	sigaddset(&all, SIGXFSZ);
 	rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 	if (rc == 0)
 		rc = posix_spawnattr_setsigmask(&at, &none_set);
@@ -353,8 +377,10 @@ static int spawn(const char *file, bool search, char *const argv[], const wf_pro
 		if (modes[i] == WF_PIPE)
 			rc = posix_spawn_file_actions_adddup2(&fa, theirs[i], i);
 		else if (modes[i] == WF_DEVNULL)
-			rc = posix_spawn_file_actions_addopen(&fa, i, "/dev/null",
-							      i == 0 ? O_RDONLY : O_WRONLY, 0);
+			rc = devnull_fd() >= 0
+				     ? posix_spawn_file_actions_adddup2(&fa, devnull_fd(), i)
+				     : posix_spawn_file_actions_addopen(&fa, i, "/dev/null",
+									i == 0 ? O_RDONLY : O_WRONLY, 0);
 		else if (modes[i] == WF_STDOUT)
 			rc = posix_spawn_file_actions_adddup2(&fa, 1, 2);
 	}
@@ -403,13 +429,13 @@ static int spawn(const char *file, bool search, char *const argv[], const wf_pro
 		p = NULL;
 		goto fail;
 	}
-	/* The edge may come at once (a child that is gone already is
-	 * reported by the registration): it finds p ready under the lock. */
+	/* A child gone already is reported by the registration itself, and
+	 * only this worker polls its epoll, at a later tick: exit_edge is
+	 * set by then. */
 	wf__spin_lock(&p->io->sl);
 	p->io->owner = p;
 	p->io->edge_ctx = p;
 	p->io->on_edge[WF__IO_READ] = exit_edge;
-	reap_locked(p); /* an exit that came before on_edge was set */
 	wf__spin_unlock(&p->io->sl);
 	*out = wf__handle_of(p);
 	return 0;

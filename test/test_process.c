@@ -67,6 +67,14 @@ static void *codes_main(void *arg)
 	CHECK_EQ(rc, -SIGTERM);
 	CHECK_RC(wf_process_free(p), 0);
 
+	/* SIGPIPE is the child's default again, though weft ignores it
+	 * (from the first pipe stream on; here at once). */
+	signal(SIGPIPE, SIG_IGN);
+	p = start("kill -PIPE $$; exit 7", WF_INHERIT, WF_INHERIT, WF_INHERIT, 0);
+	CHECK_RC(wf_process_wait(p, LONG_MS, &rc), 0);
+	CHECK_EQ(rc, -SIGPIPE);
+	CHECK_RC(wf_process_free(p), 0);
+
 	/* A timeout leaves the child running; terminate ends it. */
 	p = start("exec sleep 30", WF_INHERIT, WF_INHERIT, WF_INHERIT, 0);
 	CHECK_RC(wf_process_wait(p, 0, &rc), WF_ETIMEDOUT);

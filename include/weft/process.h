@@ -11,11 +11,14 @@
  * libuv's uv_spawn are left alone; a signal or kill always reaches the
  * right child (through its pidfd), never a process that reused its pid.
  *
- * The child gets every signal at its default disposition and an empty
- * signal mask (SIGPIPE is thus not ignored in the child even though weft
- * ignores it in the parent). Every descriptor weft and its pipes hold is
+ * The child starts with an empty signal mask, SIGPIPE and SIGXFSZ at
+ * their default dispositions (weft ignores SIGPIPE in the parent; Python's
+ * restore_signals does the same), caught signals at their defaults (exec
+ * does that) and other ignored signals still ignored (exec's rule, which
+ * nohup relies on). Every descriptor weft and its pipes hold is
  * close-on-exec: the child inherits only its stdin, stdout and stderr and
- * whatever the program itself left inheritable.
+ * whatever the program itself left inheritable. WF_DEVNULL streams share
+ * one /dev/null descriptor that weft opens on first use and keeps.
  *
  * Pipes. A stream set to WF_PIPE is a weft stream (weft/io.h): read it
  * with wf_stream_read / readline / readexactly / read_all, write it with
