@@ -11,8 +11,10 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -659,7 +661,12 @@ Test(signal, run_refuses_unknown_signal_flags)
 }
 
 /* A main task that catches every cancellation: the first SIGINT cancels
- * it, the second ends the process by SIGINT. Run in a child process. */
+ * it, the second ends the process by SIGINT. It runs in a child process:
+ * this test binary re-executed with SIGNAL_TEST_CHILD=<fd> in its
+ * environment, which a constructor picks up before Criterion starts (a
+ * plain fork of the multi-threaded test process could not start threads
+ * under TSan). The child reports on fd: 'r' when main runs, 'c' at each
+ * cancellation. */
 static int stuck_pipe = -1;
 
 static void *stuck_main(void *arg)
@@ -675,6 +682,22 @@ static void *stuck_main(void *arg)
 	return NULL;
 }
 
+__attribute__((constructor)) static void signal_test_child(void)
+{
+	const char *fd = getenv("SIGNAL_TEST_CHILD");
+	if (fd == NULL)
+		return;
+	alarm(120); /* never hang */
+	stuck_pipe = atoi(fd);
+	wf_config cfg;
+	wf_config_init(&cfg);
+	cfg.workers = 2;
+	cfg.shutdown_grace_ms = 60000;
+	cfg.cancel_on_signals = WF_SIG_INT | WF_SIG_TERM;
+	wf_run(&cfg, stuck_main, NULL, NULL);
+	_exit(3); /* not reached: main never returns */
+}
+
 static char read_byte(int fd)
 {
 	char c = 0;
@@ -685,24 +708,28 @@ static char read_byte(int fd)
 	return n == 1 ? c : 0;
 }
 
+extern char **environ;
+
 Test(signal, run_second_signal_ends_the_process)
 {
 	int p[2];
 	cr_assert_eq(pipe(p), 0);
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		close(p[0]);
-		stuck_pipe = p[1];
-		wf_config cfg;
-		wf_config_init(&cfg);
-		cfg.workers = 2;
-		cfg.shutdown_grace_ms = 60000;
-		cfg.cancel_on_signals = WF_SIG_INT | WF_SIG_TERM;
-		wf_run(&cfg, stuck_main, NULL, NULL);
-		_exit(3); /* not reached: main never returns */
-	}
+	fcntl(p[0], F_SETFD, FD_CLOEXEC);
+	size_t n = 0;
+	while (environ[n] != NULL)
+		n++;
+	char **env = calloc(n + 2, sizeof(char *));
+	cr_assert_not_null(env);
+	memcpy(env, environ, n * sizeof(char *));
+	char var[64];
+	snprintf(var, sizeof(var), "SIGNAL_TEST_CHILD=%d", p[1]);
+	env[n] = var;
+	char *argv[] = {"test_signal", NULL};
+	pid_t pid;
+	int rc = posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, env);
+	free(env);
 	close(p[1]);
+	cr_assert_eq(rc, 0, "posix_spawn: %s", strerror(rc));
 	cr_assert_eq(read_byte(p[0]), 'r');
 	kill(pid, SIGINT);
 	cr_assert_eq(read_byte(p[0]), 'c', "the first SIGINT did not cancel main");
