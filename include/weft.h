@@ -143,7 +143,8 @@ typedef struct wf_config {
 	uint64_t shutdown_grace_ms; /* see wf_runtime_shutdown; 0: 2000 */
 	/* WF_SIG_* flags: wf_run cancels its main task at the first of these
 	 * signals (see wf_run); 0 (the default): signals are left alone.
-	 * wf_runtime_start ignores it. */
+	 * Other bits fail the start (WF_EINVAL); wf_runtime_start checks the
+	 * bits and does nothing else with them. */
 	unsigned cancel_on_signals;
 	uint32_t reserved_half; /* zero, as reserved: the rest of its word */
 	uint64_t reserved[7]; /* zero: room for later fields (see ABI above) */
