@@ -327,13 +327,14 @@ static void job_unref(job *j)
 	free(j);
 }
 
-/* A job taken off the queue without running: its future fails with err,
- * its drop gets arg, and the pool's reference goes. */
+/* A job taken off the queue without running: its drop gets arg, its
+ * future fails with err, and the pool's reference goes. Drop first: a
+ * program that sees the future fail may count on arg being released. */
 static void job_discard(job *j, int err)
 {
-	wf_future_fail(j->fut, err, NULL);
 	if (j->drop != NULL)
 		j->drop(j->arg, NULL);
+	wf_future_fail(j->fut, err, NULL);
 	job_unref(j);
 }
 
