@@ -39,6 +39,7 @@
 #include <sys/epoll.h>
 #include <sys/pidfd.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "weft.h"
@@ -299,12 +300,75 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
+/* 0 if file names something executable, else the -errno exec would give.
+ * posix_spawn reports exec failures itself, but only where its child
+ * shares the parent's memory until exec (CLONE_VFORK); under emulation
+ * (qemu-user) or another libc it would start a child that exits 127. So
+ * the common failures are found here first, for the same codes
+ * everywhere; what slips through (a file changed in between) still gets
+ * posix_spawn's own report. */
+static int exec_check(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return -errno;
+	if (S_ISDIR(st.st_mode))
+		return -EACCES;
+	return access(path, X_OK) == 0 ? 0 : -errno;
+}
+
+static int precheck(const char *file, bool search, const char *cwd)
+{
+	if (cwd != NULL) {
+		struct stat st;
+		if (stat(cwd, &st) != 0)
+			return -errno;
+		if (!S_ISDIR(st.st_mode))
+			return -ENOTDIR;
+	}
+	if (!search || strchr(file, '/') != NULL) {
+		/* A relative path is resolved in cwd, after the chdir. */
+		return file[0] != '/' && cwd != NULL ? 0 : exec_check(file);
+	}
+	const char *path = getenv("PATH");
+	if (path == NULL)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	int best = -ENOENT;
+	size_t flen = strlen(file);
+	while (*path != '\0') {
+		const char *end = strchr(path, ':');
+		size_t dlen = end != NULL ? (size_t)(end - path) : strlen(path);
+		char buf[4096];
+		if (dlen + flen + 2 <= sizeof(buf)) {
+			size_t k = 0;
+			if (dlen == 0)
+				buf[k++] = '.';
+			memcpy(buf + k, path, dlen);
+			k += dlen;
+			buf[k++] = '/';
+			memcpy(buf + k, file, flen + 1);
+			int rc = exec_check(buf);
+			if (rc == 0)
+				return 0;
+			if (rc == -EACCES)
+				best = rc; /* execvp's rule: EACCES wins over ENOENT */
+		}
+		if (end == NULL)
+			break;
+		path = end + 1;
+	}
+	return best;
+}
+
 static int spawn(const char *file, bool search, char *const argv[], const wf_process_opts *o,
 		 wf_process **out)
 {
 	wf_process_opts none = WF_PROCESS_OPTS_INIT;
 	if (o == NULL)
 		o = &none;
+	int pre = precheck(file, search, o->cwd);
+	if (pre != 0)
+		return pre;
 	int modes[3] = {o->stdin_mode, o->stdout_mode, o->stderr_mode};
 	/* The parent's and the child's end of each pipe. */
 	int mine[3] = {-1, -1, -1}, theirs[3] = {-1, -1, -1};
