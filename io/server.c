@@ -90,6 +90,24 @@ static wf__server *server_get(const wf_server *h) { return wf__handle_get(h, WF_
 
 static void release_place(wf__server *srv);
 
+/* A connection is over: it leaves the server's list and count, and
+ * whoever waits on the count (wait_closed, a paused accept) looks again. */
+static void conn_end(conn *c)
+{
+	wf__server *srv = c->srv;
+	wf__spin_lock(&srv->sl);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	srv->live--;
+	wf__waitq_fire_all(&srv->waiters, 0, NULL);
+	wf__spin_unlock(&srv->sl);
+	free(c);
+}
+
 static void *conn_main(void *arg)
 {
 	conn *c = arg;
@@ -103,17 +121,7 @@ static void *conn_main(void *arg)
 	/* The handler may have closed it (then this is a stale handle). A
 	 * cancelled handler (a shutdown) gets no flush. */
 	wf_stream_close(c->stream, CLOSE_FLUSH_MS);
-	wf__spin_lock(&srv->sl);
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		srv->conns = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
-	srv->live--;
-	wf__waitq_fire_all(&srv->waiters, 0, NULL);
-	wf__spin_unlock(&srv->sl);
-	free(c);
+	conn_end(c);
 	return NULL;
 }
 
@@ -145,17 +153,7 @@ static void start_conn(wf__server *srv, int fd)
 		return;
 	}
 	wf_stream_abort(c->stream);
-	wf__spin_lock(&srv->sl);
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		srv->conns = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
-	srv->live--;
-	wf__waitq_fire_all(&srv->waiters, 0, NULL);
-	wf__spin_unlock(&srv->sl);
-	free(c);
+	conn_end(c);
 }
 
 /* ---- accepting ---------------------------------------------------------- */
