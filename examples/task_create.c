@@ -1,0 +1,84 @@
+/*
+ * asyncio.create_task, in weft: two tasks are created at once, one says
+ * "hello" after one second, the other "world" after two, and the main task
+ * awaits both. They wait at the same time, so the whole takes about two
+ * seconds, not three; each join hands back its task's result.
+ *
+ * Python:
+ *     async def say_after(delay, what):
+ *         await asyncio.sleep(delay)
+ *         print(what)
+ *         return len(what)
+ *
+ *     async def main():
+ *         task1 = asyncio.create_task(say_after(1, "hello"))
+ *         task2 = asyncio.create_task(say_after(2, "world"))
+ *         print("started")
+ *         n1 = await task1
+ *         n2 = await task2
+ *         print("finished")
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <weft.h>
+
+struct say {
+	uint64_t delay_ms;
+	const char *what;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void *say_after(void *arg)
+{
+	const struct say *s = arg;
+	int rc = wf_sleep(s->delay_ms);
+	if (rc != 0)
+		return wf_fail(rc, "sleep");
+	printf("%s\n", s->what);
+	fflush(stdout);
+	return (void *)(uintptr_t)strlen(s->what);
+}
+
+static void *main_task(void *arg)
+{
+	/* On main's stack: main joins both tasks before it returns. */
+	struct say hello = {1000, "hello"}, world = {2000, "world"};
+	double start = now_s();
+	wf_task *task1 = wf_spawn(say_after, &hello); /* scheduled, running soon */
+	wf_task *task2 = wf_spawn(say_after, &world);
+	if (task1 == NULL || task2 == NULL)
+		return wf_fail(WF_ENOMEM, "spawn"); /* wf_run cancels and awaits the other */
+	printf("started\n");
+	fflush(stdout);
+	void *n1, *n2;
+	int rc1 = wf_join(task1, &n1); /* await task1 */
+	int rc2 = wf_join(task2, &n2);
+	if (rc1 != 0 || rc2 != 0)
+		return wf_fail(rc1 != 0 ? rc1 : rc2, "a task failed");
+	double took = now_s() - start;
+	printf("results: %zu and %zu\n", (size_t)(uintptr_t)n1, (size_t)(uintptr_t)n2);
+	if (took >= 1.99 && took < 2.8)
+		printf("finished after about 2 s, not 3\n");
+	else
+		printf("finished after %.3f s\n", took);
+	return NULL;
+}
+
+int main(void)
+{
+	char *why = NULL;
+	int rc = wf_run_ex(NULL, main_task, NULL, NULL, &why);
+	if (rc != 0)
+		fprintf(stderr, "task_create: %s: %s\n", why ? why : "failed", wf_strerror(rc));
+	free(why);
+	return rc == 0 ? 0 : 1;
+}
