@@ -150,8 +150,8 @@ typedef struct wf_config {
 	uint64_t reserved[7]; /* zero: room for later fields (see ABI above) */
 } wf_config;
 
-/* Fills *cfg with the defaults, then applies the environment, each value
- * a base-10 number ("010" is ten):
+/* [any] Fills *cfg with the defaults, then applies the environment, each
+ * value a base-10 number ("010" is ten):
  *   WEFT_WORKERS=<n>     0 to WF_WORKERS_MAX (4096); 0: one per core
  *   WEFT_STACK_KIB=<n>   0 (the default) or 16 to 4194304 (4 GiB)
  *   WEFT_DEBUG=<flags>   a sum of WF_DEBUG_* flags: 0 or 1
@@ -161,14 +161,21 @@ typedef struct wf_config {
  * WF_STACK_SIZE_MAX). A value out of range, negative, or not a number
  * fails the start (wf_run, wf_runtime_start) with WF_EINVAL and a line on
  * stderr naming the variable or field, its value and the accepted range;
- * wf_run_ex also hands that line over. */
+ * wf_run_ex also hands that line over. Reads the environment with getenv:
+ * not while another thread changes it (setenv). */
 WF_EXTERN void wf_config_init(wf_config *cfg);
 
-/* asyncio.run: starts a runtime (cfg may be NULL: wf_config_init defaults),
- * runs main(arg) as a task, stores its result in *result (may be NULL),
- * then cancels and awaits every task still running and frees everything.
- * Returns main's outcome: 0, main's failure code, or a start-up error.
- * Every task handle and future of the runtime is invalid once it returns.
+/* [any] asyncio.run: starts a runtime (cfg may be NULL: wf_config_init
+ * defaults), runs main(arg) as a task, stores its result in *result (may be
+ * NULL), then cancels and awaits every task still running and frees
+ * everything. Returns main's outcome: 0, main's failure code, or a
+ * start-up error: WF_EINVAL (main NULL, a bad configuration), WF_ENOMEM, or
+ * -errno (a worker thread or its event loop could not be made). Every task
+ * handle and future of the runtime is invalid once it returns. When it
+ * ends it also shuts the default executor pool down (weft/executor.h). It
+ * belongs on a plain thread (the program's main one): from a task it runs
+ * a second runtime, and that task's worker is blocked while it shuts
+ * down.
  *
  * With cfg->cancel_on_signals (asyncio.Runner's Ctrl-C handling), wf_run
  * catches those signals (weft/signal.h; whatever their disposition was,
@@ -182,17 +189,18 @@ WF_EXTERN void wf_config_init(wf_config *cfg);
  * and raises it again: the process ends by that signal, so a program
  * whose shutdown is stuck still stops at the second Ctrl-C. */
 WF_EXTERN int wf_run(const wf_config *cfg, wf_fn main, void *arg, void **result);
-/* wf_run that also hands over a message: main's failure message (wf_fail),
- * or what was wrong with the configuration. *errmsg (errmsg may be NULL)
- * is NULL or a malloc'd string the caller frees. */
+/* [any] wf_run that also hands over a message: main's failure message
+ * (wf_fail), or what was wrong with the configuration. *errmsg (errmsg may
+ * be NULL) is NULL or a malloc'd string the caller frees. */
 WF_EXTERN int wf_run_ex(const wf_config *cfg, wf_fn main, void *arg, void **result,
 			char **errmsg);
 
-/* Embedding: start a runtime in the background. *out is freed by
- * wf_runtime_shutdown. Environment and NULL cfg as for wf_run. */
+/* [any] Embedding: start a runtime in the background. *out is freed by
+ * wf_runtime_shutdown. Environment and NULL cfg as for wf_run. 0, or
+ * wf_run's start-up errors (WF_EINVAL also for out NULL). */
 WF_EXTERN int wf_runtime_start(const wf_config *cfg, wf_runtime **out);
 
-/* asyncio.run_coroutine_threadsafe: from any thread (a task of this or
+/* [any] asyncio.run_coroutine_threadsafe: from any thread (a task of this or
  * another runtime, or a plain thread), run fn(arg) as a new task of rt.
  * *out receives a future completed with the task's outcome; the caller owns
  * it and releases it with wf_future_release. WF_ESHUTDOWN once shutdown
@@ -200,23 +208,28 @@ WF_EXTERN int wf_runtime_start(const wf_config *cfg, wf_runtime **out);
  * refused (WF_ESHUTDOWN) or accepted, and then its future is complete (the
  * task's outcome, or WF_ECANCELED) when the shutdown returns. rt must still
  * exist when the call is made: no call may start once wf_runtime_shutdown
- * may have returned. */
+ * may have returned. 0, WF_EINVAL (rt, fn or out NULL; *out is then NULL),
+ * WF_ENOMEM, WF_ESHUTDOWN. */
 WF_EXTERN int wf_runtime_submit(wf_runtime *rt, wf_fn fn, void *arg, wf_future **out);
 
-/* Stops rt: cancels every task still running (repeatedly, for
+/* [any] Stops rt: cancels every task still running (repeatedly, for
  * shutdown_grace_ms, as a task may catch one cancellation), waits for them
  * all, stops the workers, frees the runtime. Call it from a plain thread,
  * never from one of rt's own tasks (WF_EDEADLK). A task that never
  * suspends again cannot be stopped and makes this wait: after
  * shutdown_grace_ms the tasks still running are listed on stderr (name,
- * state, what each waits on). */
+ * state, what each waits on). A task of another runtime may call it, but
+ * it does not suspend: it blocks that task's worker until rt has stopped.
+ * 0, WF_EINVAL (NULL), WF_EDEADLK, WF_EALREADY (a shutdown of rt has
+ * begun already). */
 WF_EXTERN int wf_runtime_shutdown(wf_runtime *rt);
 
-/* The runtime of the calling task, or NULL on a plain thread. */
+/* [any] The runtime of the calling task, or NULL on a plain thread. */
 WF_EXTERN wf_runtime *wf_runtime_current(void);
-/* The number of worker threads of rt. */
+/* [any] The number of worker threads of rt (0 for NULL). */
 WF_EXTERN unsigned wf_runtime_workers(const wf_runtime *rt);
-/* Index of the worker running the calling task, or -1 on a plain thread. */
+/* [any] Index of the worker running the calling task, or -1 on a plain
+ * thread. */
 WF_EXTERN int wf_worker_id(void);
 /* [task] Moves the calling task to worker `worker` (0 .. workers-1): it
  * resumes there, on that worker's thread (thread-local state and libuv
@@ -266,8 +279,9 @@ WF_EXTERN int wf_spawn_ex(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_tas
  * handle, caught while its memory is not reused), WF_EDEADLK (t is the
  * caller), WF_EBUSY (another join of t is waiting). */
 WF_EXTERN int wf_join(wf_task *t, void **result);
-/* wf_join that also hands over t's failure message: *errmsg is NULL or a
- * malloc'd string the caller frees. */
+/* [any] wf_join that also hands over t's failure message: *errmsg (errmsg
+ * may be NULL) is NULL or a malloc'd string the caller frees. Codes as
+ * wf_join. */
 WF_EXTERN int wf_join_ex(wf_task *t, void **result, char **errmsg);
 
 /* [any] Gives the handle back without waiting; t runs on and frees itself.
@@ -305,10 +319,11 @@ WF_EXTERN int wf_sleep(uint64_t ms);
 
 /* [any] The calling task, or NULL on a plain thread. Valid while it runs. */
 WF_EXTERN wf_task *wf_current(void);
-/* The task's name ("task-<id>" if none was given); valid as long as the
- * handle is. NULL for NULL. */
+/* [any] The task's name ("task-<id>" if none was given); valid as long as
+ * the handle is. NULL for NULL or a released handle. */
 WF_EXTERN const char *wf_task_name(wf_task *t);
-/* true once t has finished (its outcome is known). */
+/* [any] true once t has finished (its outcome is known); false for NULL or
+ * a released handle. */
 WF_EXTERN bool wf_task_done(const wf_task *t);
 
 /* ------------------------------------------------------------------------
@@ -346,13 +361,14 @@ WF_EXTERN int wf_await(wf_future *f, void **value);
  * (f is left pending). WF_FOREVER waits without one. */
 WF_EXTERN int wf_await_timeout(wf_future *f, void **value, uint64_t ms);
 
-/* true once f is complete (false for NULL or a released future). */
+/* [any] true once f is complete (false for NULL or a released future). */
 WF_EXTERN bool wf_future_done(const wf_future *f);
-/* The outcome of a complete future without waiting: 0 with *value, f's
- * error, or WF_EAGAIN if f is pending. */
+/* [any] The outcome of a complete future without waiting: 0 with *value
+ * (value may be NULL), f's error, WF_EAGAIN if f is pending, WF_EINVAL for
+ * NULL or a released future. */
 WF_EXTERN int wf_future_result(const wf_future *f, void **value);
-/* The message f failed with, or NULL (also for NULL or a released
- * future); valid while f is referenced. */
+/* [any] The message f failed with, or NULL (also while f is pending, and
+ * for NULL or a released future); valid while f is referenced. */
 WF_EXTERN const char *wf_future_errmsg(const wf_future *f);
 
 /* Called once when f completes, on the completing thread (at once, on the

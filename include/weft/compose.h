@@ -131,7 +131,7 @@ WF_EXTERN int(wf_timeout_enter)(wf_timeout *to, uint64_t timeout_ms);
  * while inside the scope. WF_EALREADY if it had already expired (the
  * cancellation cannot be taken back; the deadline is left as it was). */
 WF_EXTERN int wf_timeout_reschedule(wf_timeout *to, uint64_t timeout_ms);
-/* true once the scope's deadline passed while the task was inside it
+/* [any] true once the scope's deadline passed while the task was inside it
  * (also after the leave; false for NULL or a wf_timeout never entered). */
 WF_EXTERN bool wf_timeout_expired(const wf_timeout *to);
 /* [task] Leaves the scope. rc is what the code inside it returns; the

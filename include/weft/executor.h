@@ -105,7 +105,9 @@ WF_EXTERN int wf_pool_shutdown(wf_pool *p, int mode);
  * started (a running call finishes; its value is dropped).
  * 0, WF_EINVAL (NULL fn or out, released pool), WF_ENOMEM, WF_ESHUTDOWN. */
 WF_EXTERN int wf_run_in_executor(wf_pool *p, wf_fn fn, void *arg, wf_future **out);
-/* wf_run_in_executor with options (opts may be NULL). */
+/* [any] wf_run_in_executor with options (opts may be NULL): the pool is
+ * opts->pool, and opts->drop frees what the caller will not get. Codes as
+ * wf_run_in_executor; WF_EINVAL also for reserved words not zero. */
 WF_EXTERN int wf_run_in_executor_ex(wf_fn fn, void *arg, const wf_call_opts *opts, wf_future **out);
 
 /* [any] asyncio.to_thread: runs fn(arg) on the default pool and waits for
@@ -115,15 +117,17 @@ WF_EXTERN int wf_run_in_executor_ex(wf_fn fn, void *arg, const wf_call_opts *opt
  * not (one not started never runs; a running one finishes and its value is
  * dropped). */
 WF_EXTERN int wf_to_thread(wf_fn fn, void *arg, void **result);
-/* wf_to_thread with options (opts may be NULL); *errmsg (errmsg may be
- * NULL) receives NULL or the call's failure message, malloc'd, which the
- * caller frees. */
+/* [any] wf_to_thread with options (opts may be NULL); *errmsg (errmsg may
+ * be NULL) receives NULL or the call's failure message, malloc'd, which the
+ * caller frees. Codes as wf_to_thread; WF_EINVAL also for reserved words
+ * not zero. */
 WF_EXTERN int wf_to_thread_ex(wf_fn fn, void *arg, const wf_call_opts *opts, void **result,
 			      char **errmsg);
 
-/* [pool thread] Makes the running call fail with err (negative; any other
- * value is recorded as WF_EINVAL) and an optional message (copied); returns
- * NULL, so a call can `return wf_blocking_fail(-ENOENT, "no such user");`.
+/* [any] Meant for a call running on a pool thread: makes that call fail
+ * with err (negative; any other value is recorded as WF_EINVAL) and an
+ * optional message (copied); returns NULL, so a call can
+ * `return wf_blocking_fail(-ENOENT, "no such user");`.
  * The last call wins. From a task it is wf_fail; elsewhere it does
  * nothing. */
 WF_EXTERN void *wf_blocking_fail(int err, const char *msg);

@@ -101,7 +101,7 @@ WF_EXTERN ssize_t wf_file_write(wf_file *f, const void *buf, size_t n, int64_t o
 /* [task] fsync(2). 0 or -errno, WF_EINVAL, WF_ETIMEDOUT, WF_ECANCELED. */
 WF_EXTERN int wf_file_fsync(wf_file *f, uint64_t timeout_ms);
 
-/* [task] Closes f and frees it: the handle is stale as soon as the call
+/* [any] Closes f and frees it: the handle is stale as soon as the call
  * begins, whatever it returns. The descriptor is closed on a pool thread
  * (close(2) may flush, on NFS say) once no request uses it any more. 0,
  * close's -errno, WF_EINVAL (a stale handle), WF_ETIMEDOUT / WF_ECANCELED

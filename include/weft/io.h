@@ -100,18 +100,18 @@ WF_EXTERN int wf_open_unix_connection(const char *path, uint64_t timeout_ms, wf_
  * (-EPERM from epoll), and fd is left open. */
 WF_EXTERN int wf_stream_from_fd(int fd, wf_stream **out);
 
-/* The stream's descriptor, for setsockopt and the like (do not close it,
- * read or write it), or WF_EINVAL. */
+/* [any] The stream's descriptor, for setsockopt and the like (do not close
+ * it, read or write it), or WF_EINVAL. */
 WF_EXTERN int wf_stream_fd(const wf_stream *s);
-/* Local and peer addresses (asyncio's get_extra_info('sockname' /
+/* [any] Local and peer addresses (asyncio's get_extra_info('sockname' /
  * 'peername')). 0 or -errno, WF_EINVAL. */
 WF_EXTERN int wf_stream_local_addr(const wf_stream *s, wf_addr *out);
 WF_EXTERN int wf_stream_peer_addr(const wf_stream *s, wf_addr *out);
-/* Sets the read buffer's limit (bytes, at least 1; default 65536), which
- * also bounds readline and readuntil. 0 or WF_EINVAL. */
+/* [any] Sets the read buffer's limit (bytes, at least 1; default 65536),
+ * which also bounds readline and readuntil. 0 or WF_EINVAL. */
 WF_EXTERN int wf_stream_set_limit(wf_stream *s, size_t limit);
-/* Sets the write buffer's water marks (high >= low; default 64 KiB and
- * 16 KiB). 0 or WF_EINVAL. */
+/* [any] Sets the write buffer's water marks (high >= low; default 64 KiB
+ * and 16 KiB). 0 or WF_EINVAL. */
 WF_EXTERN int wf_stream_set_write_buffer_limits(wf_stream *s, size_t high, size_t low);
 
 /* [task] Reads up to n bytes (n >= 1): what is buffered, or else waits
@@ -143,8 +143,8 @@ WF_EXTERN ssize_t wf_stream_readline(wf_stream *s, void *buf, size_t cap, uint64
  * length; WF_ELIMIT if more than max bytes come (they stay buffered up to
  * the limit); errors as wf_stream_read. */
 WF_EXTERN ssize_t wf_stream_read_all(wf_stream *s, size_t max, void **out, uint64_t timeout_ms);
-/* true once the buffer is empty and the stream has ended (asyncio's
- * at_eof). false for NULL. */
+/* [any] true once the buffer is empty and the stream has ended (asyncio's
+ * at_eof). false for NULL or a stale handle. */
 WF_EXTERN bool wf_stream_at_eof(const wf_stream *s);
 
 /* [any] Writes n bytes: at once what the socket takes, the rest into the
@@ -164,7 +164,7 @@ WF_EXTERN int wf_stream_write_all(wf_stream *s, const void *buf, size_t n, uint6
  * may still read. On a pipe, which cannot half-close, it closes the write
  * end. 0, a write error, WF_ETIMEDOUT, WF_ECANCELED. */
 WF_EXTERN int wf_stream_write_eof(wf_stream *s, uint64_t timeout_ms);
-/* [task] asyncio's close + wait_closed: flushes the write buffer (for at
+/* [any] asyncio's close + wait_closed: flushes the write buffer (for at
  * most timeout_ms; a reset peer ends it at once), closes the descriptor and
  * frees s, whatever happened. Waiting readers and drainers are woken with
  * WF_ECLOSED. 0, or the flush's error (WF_ETIMEDOUT: unsent data was
@@ -206,9 +206,10 @@ WF_EXTERN int wf_start_server(const char *host, unsigned port, wf_conn_handler h
  * replaced; wf_server_close removes the file). */
 WF_EXTERN int wf_start_unix_server(const char *path, wf_conn_handler handler, void *arg,
 				   const wf_server_opts *opts, wf_server **out);
-/* The TCP port the server listens on (useful after port 0), or WF_EINVAL. */
+/* [any] The TCP port the server listens on (useful after port 0), or
+ * WF_EINVAL. */
 WF_EXTERN int wf_server_port(const wf_server *srv);
-/* Connections being handled now. */
+/* [any] Connections being handled now (0 for a stale handle). */
 WF_EXTERN size_t wf_server_connections(const wf_server *srv);
 /* [any] Stops accepting and closes the listening sockets; live
  * connections go on. 0 or WF_EINVAL. */
@@ -269,9 +270,10 @@ WF_EXTERN int wf_udp_sendto(wf_udp *u, const void *buf, size_t n, const wf_addr 
  * *from if not NULL. -errno, WF_ETIMEDOUT, WF_ECANCELED. */
 WF_EXTERN ssize_t wf_udp_recvfrom(wf_udp *u, void *buf, size_t cap, wf_addr *from,
 				  uint64_t timeout_ms);
-/* The bound address. 0 or -errno, WF_EINVAL. */
+/* [any] The bound address. 0 or -errno, WF_EINVAL. */
 WF_EXTERN int wf_udp_local_addr(const wf_udp *u, wf_addr *out);
-/* [any] Closes and frees u; its waiting receivers get WF_ECLOSED. */
+/* [any] Closes and frees u; its waiting receivers get WF_ECLOSED. 0 or
+ * WF_EINVAL (stale handle). */
 WF_EXTERN int wf_udp_close(wf_udp *u);
 
 /* ------------------------------------------------------------------------
@@ -285,6 +287,7 @@ WF_EXTERN int wf_udp_close(wf_udp *u);
 WF_EXTERN int wf_getaddrinfo(const char *host, const char *service,
 			     const struct addrinfo *hints, uint64_t timeout_ms,
 			     struct addrinfo **res);
+/* Frees a list wf_getaddrinfo stored in *res; NULL does nothing. */
 WF_EXTERN void wf_freeaddrinfo(struct addrinfo *res);
 /* [task] getnameinfo(addr, flags) into host (NI_MAXHOST bytes) and serv
  * (NI_MAXSERV bytes); either may be NULL. Codes as wf_getaddrinfo. */

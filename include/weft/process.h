@@ -109,7 +109,7 @@ WF_EXTERN int wf_process_exec(const char *file, const char *const argv[],
 WF_EXTERN int wf_process_shell(const char *cmdline, const wf_process_opts *opts,
 			       wf_process **out);
 
-/* The parent's end of the child's stdin, stdout or stderr pipe (a
+/* [any] The parent's end of the child's stdin, stdout or stderr pipe (a
  * wf_stream of weft/io.h, named by its struct tag here because io.h
  * comes after this header in weft.h), owned by
  * the process (see "Pipes" above); NULL when that stream is not WF_PIPE,
@@ -117,7 +117,7 @@ WF_EXTERN int wf_process_shell(const char *cmdline, const wf_process_opts *opts,
 WF_EXTERN struct wf_stream *wf_process_stdin(const wf_process *p);
 WF_EXTERN struct wf_stream *wf_process_stdout(const wf_process *p);
 WF_EXTERN struct wf_stream *wf_process_stderr(const wf_process *p);
-/* The child's process id (> 0), or WF_EINVAL. Once the child was reaped
+/* [any] The child's process id (> 0), or WF_EINVAL. Once the child was reaped
  * the id may name another process: signal it with the calls below. */
 WF_EXTERN pid_t wf_process_pid(const wf_process *p);
 

@@ -76,7 +76,7 @@ WF_EXTERN int wf_signal_wait(wf_signal *w, uint64_t timeout_ms);
  * caught while no new watcher has reused its memory). */
 WF_EXTERN int wf_signal_unwatch(wf_signal *w);
 
-/* The signal a watcher watches, or WF_EINVAL. */
+/* [any] The signal a watcher watches, or WF_EINVAL. */
 WF_EXTERN int wf_signal_signo(const wf_signal *w);
 
 #ifdef __cplusplus

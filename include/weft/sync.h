@@ -59,9 +59,10 @@ typedef struct wf_queue wf_queue;
  * it in between. Taking and releasing a free lock is one atomic operation
  * each, with no allocation and no system call.
  * ---------------------------------------------------------------------- */
-/* 0, WF_EINVAL (out NULL), WF_ENOMEM. */
+/* [any] A new lock, not held. 0, WF_EINVAL (out NULL), WF_ENOMEM. */
 WF_EXTERN int wf_lock_new(wf_lock **out);
-/* 0, WF_EINVAL, WF_EBUSY (someone is waiting). A held lock may be freed. */
+/* [any] 0, WF_EINVAL, WF_EBUSY (someone is waiting). A held lock may be
+ * freed. */
 WF_EXTERN int wf_lock_free(wf_lock *l);
 /* [any] Takes the lock, waiting up to timeout_ms. 0, WF_ETIMEDOUT,
  * WF_ECANCELED, WF_ENOMEM (no memory for the timeout), WF_EINVAL. */
@@ -72,15 +73,15 @@ WF_EXTERN int wf_lock_try_acquire(wf_lock *l);
 /* [any] Releases the lock (to the first waiter, if any). 0, WF_EOVERFLOW
  * (the lock was not held), WF_EINVAL. */
 WF_EXTERN int wf_lock_release(wf_lock *l);
-/* true if the lock is held (false for NULL or freed). */
+/* [any] true if the lock is held (false for NULL or freed). */
 WF_EXTERN bool wf_lock_locked(const wf_lock *l);
 
 /* ------------------------------------------------------------------------
  * Event (asyncio.Event): a flag that tasks can wait for.
  * ---------------------------------------------------------------------- */
-/* A new event, not set. 0, WF_EINVAL (out NULL), WF_ENOMEM. */
+/* [any] A new event, not set. 0, WF_EINVAL (out NULL), WF_ENOMEM. */
 WF_EXTERN int wf_event_new(wf_event **out);
-/* 0, WF_EINVAL, WF_EBUSY (someone is waiting). */
+/* [any] 0, WF_EINVAL, WF_EBUSY (someone is waiting). */
 WF_EXTERN int wf_event_free(wf_event *e);
 /* [any] Sets the flag and wakes every waiter. 0, WF_EINVAL. */
 WF_EXTERN int wf_event_set(wf_event *e);
@@ -90,7 +91,7 @@ WF_EXTERN int wf_event_clear(wf_event *e);
  * WF_ECANCELED, WF_ENOMEM, WF_EINVAL. A waiter is woken by a set even if
  * the flag is cleared again before it runs. */
 WF_EXTERN int wf_event_wait(wf_event *e, uint64_t timeout_ms);
-/* true if the flag is set (false for NULL or freed). */
+/* [any] true if the flag is set (false for NULL or freed). */
 WF_EXTERN bool wf_event_is_set(const wf_event *e);
 
 /* ------------------------------------------------------------------------
@@ -102,14 +103,15 @@ WF_EXTERN bool wf_event_is_set(const wf_event *e);
  * whatever it returns. Like every condition variable, a wake-up may be
  * spurious: re-check the condition, or use wf_cond_wait_for.
  * ---------------------------------------------------------------------- */
-/* A condition on lock, or on a lock of its own if lock is NULL (freed with
- * the condition; see wf_cond_lock). A lock passed in stays the caller's and
- * must outlive the condition. 0, WF_EINVAL (out NULL, lock freed),
- * WF_ENOMEM. */
+/* [any] A condition on lock, or on a lock of its own if lock is NULL (freed
+ * with the condition; see wf_cond_lock). A lock passed in stays the
+ * caller's and must outlive the condition. 0, WF_EINVAL (out NULL, lock
+ * freed), WF_ENOMEM. */
 WF_EXTERN int wf_cond_new(wf_lock *lock, wf_cond **out);
-/* 0, WF_EINVAL, WF_EBUSY (someone is waiting). */
+/* [any] 0, WF_EINVAL, WF_EBUSY (someone is waiting). */
 WF_EXTERN int wf_cond_free(wf_cond *c);
-/* The lock of c (NULL for NULL or freed); owned by c if c created it. */
+/* [any] The lock of c (NULL for NULL or freed); owned by c if c created
+ * it. */
 WF_EXTERN wf_lock *wf_cond_lock(const wf_cond *c);
 /* [any] Waits for a notification. 0 (notified), WF_ETIMEDOUT,
  * WF_ECANCELED, WF_ENOMEM, WF_EINVAL (NULL, or the lock is not held: the
@@ -137,12 +139,13 @@ WF_EXTERN int wf_cond_notify_all(wf_cond *c);
  * ---------------------------------------------------------------------- */
 #define WF_SEM_VALUE_MAX 0x7fffffffu
 
-/* A semaphore with value permits (0..WF_SEM_VALUE_MAX). 0, WF_EINVAL (out
- * NULL, value too big), WF_ENOMEM. */
+/* [any] A semaphore with value permits (0..WF_SEM_VALUE_MAX). 0,
+ * WF_EINVAL (out NULL, value too big), WF_ENOMEM. */
 WF_EXTERN int wf_sem_new(unsigned value, wf_sem **out);
-/* A bounded semaphore: releasing more than value permits fails. */
+/* [any] A bounded semaphore: releasing more than value permits fails
+ * (WF_EOVERFLOW). Codes as wf_sem_new. */
 WF_EXTERN int wf_sem_new_bounded(unsigned value, wf_sem **out);
-/* 0, WF_EINVAL, WF_EBUSY (someone is waiting). */
+/* [any] 0, WF_EINVAL, WF_EBUSY (someone is waiting). */
 WF_EXTERN int wf_sem_free(wf_sem *s);
 /* [any] Takes a permit. 0, WF_ETIMEDOUT, WF_ECANCELED, WF_ENOMEM,
  * WF_EINVAL. */
@@ -154,7 +157,7 @@ WF_EXTERN int wf_sem_try_acquire(wf_sem *s);
  * released more than acquired, or the count would pass WF_SEM_VALUE_MAX;
  * nothing changes), WF_EINVAL. */
 WF_EXTERN int wf_sem_release(wf_sem *s);
-/* Free permits now (0 for NULL or freed). */
+/* [any] Free permits now (0 for NULL or freed). */
 WF_EXTERN unsigned wf_sem_value(const wf_sem *s);
 
 /* ------------------------------------------------------------------------
@@ -168,9 +171,10 @@ WF_EXTERN unsigned wf_sem_value(const wf_sem *s);
  * threading.Barrier), so that the others never wait for a party that has
  * gone. While broken, every wait returns WF_EBROKEN until the next reset.
  * ---------------------------------------------------------------------- */
-/* 0, WF_EINVAL (out NULL, parties 0 or above INT_MAX), WF_ENOMEM. */
+/* [any] A barrier for parties tasks. 0, WF_EINVAL (out NULL, parties 0 or
+ * above INT_MAX), WF_ENOMEM. */
 WF_EXTERN int wf_barrier_new(unsigned parties, wf_barrier **out);
-/* 0, WF_EINVAL, WF_EBUSY (someone is waiting). */
+/* [any] 0, WF_EINVAL, WF_EBUSY (someone is waiting). */
 WF_EXTERN int wf_barrier_free(wf_barrier *b);
 /* [any] The arrival index (>= 0), or WF_EBROKEN, WF_ETIMEDOUT,
  * WF_ECANCELED, WF_ENOMEM, WF_EINVAL. */
@@ -180,11 +184,12 @@ WF_EXTERN int wf_barrier_abort(wf_barrier *b);
 /* [any] Waiters get WF_EBROKEN; the barrier is then empty and whole. 0,
  * WF_EINVAL. */
 WF_EXTERN int wf_barrier_reset(wf_barrier *b);
-/* The number of parties (0 for NULL or freed). */
+/* [any] The number of parties (0 for NULL or freed). */
 WF_EXTERN unsigned wf_barrier_parties(const wf_barrier *b);
-/* How many are waiting in the current generation (0 for NULL or freed). */
+/* [any] How many are waiting in the current generation (0 for NULL or
+ * freed). */
 WF_EXTERN unsigned wf_barrier_n_waiting(const wf_barrier *b);
-/* true if broken (false for NULL or freed). */
+/* [any] true if broken (false for NULL or freed). */
 WF_EXTERN bool wf_barrier_broken(const wf_barrier *b);
 
 /* ------------------------------------------------------------------------
@@ -193,9 +198,10 @@ WF_EXTERN bool wf_barrier_broken(const wf_barrier *b);
  * behind it, so writers are never starved; consecutive readers at the head
  * of the queue enter together.
  * ---------------------------------------------------------------------- */
-/* 0, WF_EINVAL (out NULL), WF_ENOMEM. */
+/* [any] A new read-write lock, not held. 0, WF_EINVAL (out NULL),
+ * WF_ENOMEM. */
 WF_EXTERN int wf_rwlock_new(wf_rwlock **out);
-/* 0, WF_EINVAL, WF_EBUSY (someone is waiting). */
+/* [any] 0, WF_EINVAL, WF_EBUSY (someone is waiting). */
 WF_EXTERN int wf_rwlock_free(wf_rwlock *rw);
 /* [any] Takes it shared / exclusive. 0, WF_ETIMEDOUT, WF_ECANCELED,
  * WF_ENOMEM, WF_EINVAL. */
@@ -249,10 +255,10 @@ typedef struct wf_queue_opts {
 /* The defaults (every field zero: an unbounded FIFO). */
 #define WF_QUEUE_OPTS_INIT WF__ZERO_INIT
 
-/* A new queue; opts NULL: an unbounded FIFO. 0, WF_EINVAL (out NULL, bad
+/* [any] A new queue; opts NULL: an unbounded FIFO. 0, WF_EINVAL (out NULL, bad
  * kind, priority without cmp), WF_ENOMEM. */
 WF_EXTERN int wf_queue_new(const wf_queue_opts *opts, wf_queue **out);
-/* Frees q, dropping what is left (through opts->drop if given). 0,
+/* [any] Frees q, dropping what is left (through opts->drop if given). 0,
  * WF_EINVAL, WF_EBUSY (someone is waiting: a get, put or join). */
 WF_EXTERN int wf_queue_free(wf_queue *q);
 
@@ -271,13 +277,13 @@ WF_EXTERN int wf_queue_put_nowait(wf_queue *q, void *item);
  * empty), WF_EINVAL. */
 WF_EXTERN int wf_queue_get_nowait(wf_queue *q, void **item);
 
-/* Items in the queue now (0 for NULL or freed). */
+/* [any] Items in the queue now (0 for NULL or freed). */
 WF_EXTERN size_t wf_queue_qsize(const wf_queue *q);
-/* The queue's bound (0: unbounded, or NULL or freed). */
+/* [any] The queue's bound (0: unbounded, or NULL or freed). */
 WF_EXTERN size_t wf_queue_maxsize(const wf_queue *q);
-/* qsize == 0 (true for NULL or freed). */
+/* [any] qsize == 0 (true for NULL or freed). */
 WF_EXTERN bool wf_queue_empty(const wf_queue *q);
-/* A bounded queue holding maxsize items (false for NULL or freed). */
+/* [any] A bounded queue holding maxsize items (false for NULL or freed). */
 WF_EXTERN bool wf_queue_full(const wf_queue *q);
 
 /* [any] Marks one item taken earlier as processed. 0, WF_EOVERFLOW (more
@@ -289,7 +295,7 @@ WF_EXTERN int wf_queue_join(wf_queue *q, uint64_t timeout_ms);
 /* [any] Shuts the queue down (see above); a second call may make an
  * earlier one immediate. 0, WF_EINVAL. */
 WF_EXTERN int wf_queue_shutdown(wf_queue *q, bool immediate);
-/* true once shut down (false for NULL or freed). */
+/* [any] true once shut down (false for NULL or freed). */
 WF_EXTERN bool wf_queue_is_shutdown(const wf_queue *q);
 
 #ifdef __cplusplus
