@@ -5,6 +5,12 @@
  * threads named "cpu-0" and "cpu-1" (top -H shows them), while the task
  * that awaits them is suspended.
  *
+ * The tutorial runs CPU-bound code in a ProcessPoolExecutor because
+ * Python's threads take turns under the GIL. C threads have no such lock:
+ * the pool's two threads compute on two cores at once, so a thread pool
+ * is all a CPU-bound call needs, and its arguments and results are shared
+ * memory, not pickled copies.
+ *
  * Python:
  *     def sum_squares(lo, hi):
  *         return sum(i * i for i in range(lo, hi))

@@ -3,6 +3,14 @@
  * consumers take them, mark each one done, and stop on a sentinel. The
  * producer's join returns once every job has been marked done.
  *
+ * The tutorial's version never ends by itself: its workers loop forever
+ * (`while True: await queue.get()`), so once queue.join() has returned,
+ * main has to cancel them and gather the cancellations. Here the
+ * producer puts one sentinel per consumer after the jobs, and each
+ * consumer returns when it takes one: every task ends on its own, with
+ * nothing to cancel. (wf_queue_shutdown, Python 3.13's Queue.shutdown, is
+ * the other way: gets take what is left, then fail with WF_ESHUTDOWN.)
+ *
  * Python:
  *     async def consumer(name, q):
  *         while True:
@@ -21,8 +29,7 @@
  *         for _ in consumers:
  *             await q.put(None)
  *         await q.join()
- *         await asyncio.gather(*consumers)
- */
+ *         await asyncio.gather(*consumers) */
 #include <stdint.h>
 #include <stdio.h>
 
