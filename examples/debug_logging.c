@@ -26,13 +26,20 @@
 #include <stdlib.h>
 #include <weft.h>
 
-static wf_event *failing; /* set by the detached task before it fails */
+struct orphan {
+	const char *mode;
+	wf_future *started; /* the task's own reference, set when it runs */
+};
 
 static void *detached_task(void *arg)
 {
+	struct orphan *o = arg;
 	char msg[64];
-	snprintf(msg, sizeof(msg), "nobody asked (%s)", (const char *)arg);
-	wf_event_set(failing);
+	snprintf(msg, sizeof(msg), "nobody asked (%s)", o->mode);
+	/* A future, not an event: main may go on before this call has
+	 * returned, and a future's references keep it alive until then. */
+	wf_future_set(o->started, NULL);
+	wf_future_release(o->started);
 	return wf_fail(WF_EIO, msg);
 }
 
@@ -60,14 +67,18 @@ static void *main_task(void *arg)
 	/* A failing task whose handle was given back. main waits until it
 	 * runs: wf_run then awaits it, and its failure is reported as it
 	 * ends. */
-	rc = wf_event_new(&failing);
-	if (rc != 0)
-		return wf_fail(rc, "event");
+	wf_future *started = wf_future_new();
+	if (started == NULL)
+		return wf_fail(WF_ENOMEM, "future");
+	static struct orphan orphan; /* the task reads it after main went on */
+	orphan = (struct orphan){mode, wf_future_retain(started)};
 	wf_spawn_opts opts = {.name = "orphan", .detached = true};
-	rc = wf_spawn_ex(detached_task, (void *)mode, &opts, NULL);
-	if (rc == 0)
-		rc = wf_event_wait(failing, 10000);
-	wf_event_free(failing);
+	rc = wf_spawn_ex(detached_task, &orphan, &opts, NULL);
+	if (rc != 0)
+		wf_future_release(orphan.started);
+	else
+		rc = wf_await_timeout(started, NULL, 10000);
+	wf_future_release(started);
 	if (rc != 0)
 		return wf_fail(rc, "detached task");
 	printf("%s: made the mistakes\n", mode);
