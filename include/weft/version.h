@@ -13,6 +13,7 @@
 #ifndef WEFT_VERSION_H
 #define WEFT_VERSION_H
 
+/* The version of these headers; wf_version() gives the library's. */
 #define WEFT_VERSION_MAJOR 0
 #define WEFT_VERSION_MINOR 1
 #define WEFT_VERSION_PATCH 0
