@@ -110,6 +110,7 @@ typedef struct job {
 	uint32_t refs;           /* atomic */
 	int err;                 /* set by wf_blocking_fail on the pool thread */
 	char *msg;
+	wf__vars *vars;          /* the caller's context, which the call runs in */
 } job;
 
 /* A parked thread's futex word. Every reason to wake it changes the word
@@ -313,6 +314,8 @@ static job *job_new(wf_fn fn, void *arg, wf_drop_fn drop, uint32_t refs)
 	j->drop = drop;
 	j->refs = refs;
 	j->state = JOB_QUEUED;
+	/* asyncio.to_thread runs the call in a copy of the caller's context. */
+	j->vars = wf__vars_capture();
 	return j;
 }
 
@@ -323,6 +326,7 @@ static void job_unref(job *j)
 	if (__atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
 	wf_future_release(j->fut);
+	wf__vars_unref(j->vars);
 	free(j->msg);
 	free(j);
 }
@@ -349,7 +353,10 @@ static void job_run(job *j)
 		return;
 	}
 	tls_job = j;
+	wf__vars *outer = wf__vars_enter(j->vars);
+	j->vars = NULL; /* the thread holds its reference while the call runs */
 	void *value = j->fn(j->arg);
+	wf__vars_leave(outer);
 	tls_job = NULL;
 	int rc;
 	if (j->err != 0) {

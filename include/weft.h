@@ -388,5 +388,7 @@ WF_EXTERN int wf_future_add_done_callback(wf_future *f, wf_done_cb cb, void *arg
 #include "weft/process.h"  /* subprocesses and their pipes */
 #include "weft/signal.h"   /* signals awaited as wake-ups */
 #include "weft/fs.h"       /* asynchronous files */
+#include "weft/context.h"  /* context variables */
+#include "weft/timer.h"    /* callbacks on the loop, loop time, intervals */
 
 #endif /* WEFT_H */

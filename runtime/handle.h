@@ -82,6 +82,9 @@ enum {
 	WF__K_UDP,
 	WF__K_FILE,    /* an open file (io/fs.c) */
 	WF__K_PROCESS, /* a child process (io/process.c) */
+	WF__K_CTXVAR,  /* a context variable (runtime/ctxvar.c) */
+	WF__K_TIMER,   /* a scheduled callback (runtime/call.c) */
+	WF__K_INTERVAL, /* a repeating timer (runtime/call.c) */
 	WF__K_TEST_A, /* for test_handle.c */
 	WF__K_TEST_B,
 	WF__K_TEST_C,

@@ -147,4 +147,16 @@ wf_task *wf__current(void);
 /* true if the caller is a task (may suspend). */
 bool wf__in_task(void);
 
+/* ctxvar.c: contexts are shared by reference (NULL is the empty one). */
+typedef struct wf__vars wf__vars;
+wf__vars *wf__vars_ref(wf__vars *v);
+void wf__vars_unref(wf__vars *v);
+/* A reference to the calling task's context (a plain thread's own). */
+wf__vars *wf__vars_capture(void);
+/* A plain thread (a pool thread running a call) takes v, with its
+ * reference, as its context; returns the one it had, for wf__vars_leave,
+ * which drops the current one and puts prev back. */
+wf__vars *wf__vars_enter(wf__vars *v);
+void wf__vars_leave(wf__vars *prev);
+
 #endif

@@ -128,6 +128,7 @@ struct wf_task {
 	uint32_t refs;  /* atomic: handle, queue entries, running */
 	wf_fn fn;
 	void *arg;
+	void (*unstarted)(void *arg); /* called instead of fn if it never runs */
 	wf__fiber *fiber;  /* the fiber it runs on: its own, or a joiner's */
 	wf__fiber own;     /* its own fiber, when it runs on one */
 	wf__waiter waiter; /* the one thing it waits on at a time */
@@ -136,6 +137,7 @@ struct wf_task {
 	uint32_t cancel_forwarded;     /* atomic: a cancellation went to the child */
 	struct wf__cscope *cscope; /* innermost timeout scope or task group
 				    * the task is inside (compose_internal.h) */
+	struct wf__vars *vars; /* its context variables (ctxvar.c); NULL: none */
 	void *result;      /* what fn returned */
 	int fail_err;      /* set by wf_fail */
 	char *fail_msg;
@@ -341,6 +343,11 @@ extern __thread wf__worker *wf__tls_worker __attribute__((tls_model("initial-exe
 void wf__debug_note(const wf_runtime *rt, const char *fmt, ...)
 	__attribute__((cold, format(printf, 2, 3)));
 
+/* runtime.c: fn(arg) as a detached task of rt, from any thread; if the
+ * task never runs (cancelled first: a shutdown), unstarted(arg) is called
+ * instead (may be NULL). 0, WF_ESHUTDOWN, WF_ENOMEM. */
+int wf__runtime_spawn(wf_runtime *rt, wf_fn fn, void *arg, void (*unstarted)(void *arg));
+
 /* scheduler.c */
 void wf__sched_switch_out(wf__worker *w, int reason);
 void wf__task_wake(wf_task *t);
@@ -369,6 +376,7 @@ const char *wf__task_name(wf_task *t);
 
 /* waiter.c */
 void wf__inline_pull_cancel(wf_task *t);
+
 
 /* timer.c */
 wf__timer *wf__timer_add(wf__worker *w, uint64_t deadline, wf__waiter *wt);

@@ -441,17 +441,16 @@ static void wait_submissions(wf_runtime *rt)
 		sched_yield();
 }
 
-int wf_runtime_submit(wf_runtime *rt, wf_fn fn, void *arg, wf_future **out)
+/* Starts fn(arg) as a new task of rt from any thread; out NULL: detached,
+ * no future (wf__runtime_spawn). */
+static int submit(wf_runtime *rt, wf_fn fn, void *arg, void (*unstarted)(void *),
+		  wf_future **out)
 {
-	if (out != NULL)
-		*out = NULL;
-	if (rt == NULL || fn == NULL || out == NULL)
-		return WF_EINVAL;
 	if (!submit_enter(rt))
 		return WF_ESHUTDOWN;
 	int rc = 0;
-	wf_future *f = wf_future_new();
-	if (f == NULL) {
+	wf_future *f = NULL;
+	if (out != NULL && (f = wf_future_new()) == NULL) {
 		rc = WF_ENOMEM;
 		goto out;
 	}
@@ -459,23 +458,44 @@ int wf_runtime_submit(wf_runtime *rt, wf_fn fn, void *arg, wf_future **out)
 	bool local = w != NULL && w->rt == rt && w->current != NULL;
 	wf_task *t = wf__task_alloc(rt, local ? w : NULL);
 	if (t == NULL) {
-		wf_future_release(f);
+		if (f != NULL)
+			wf_future_release(f);
 		rc = WF_ENOMEM;
 		goto out;
 	}
 	t->fn = fn;
 	t->arg = arg;
-	t->submit = wf__future_get(wf_future_retain(f)); /* the object */
-	t->joined = 2 | 8; /* detached, submitted: the future has the outcome */
-	t->refs = 1;   /* the start entry */
+	t->unstarted = unstarted;
+	if (f != NULL) {
+		t->submit = wf__future_get(wf_future_retain(f)); /* the object */
+		t->joined = 2 | 8; /* detached, submitted: the future has the outcome */
+	} else {
+		t->joined = 2; /* detached */
+	}
+	t->refs = 1; /* the start entry */
 	if (local)
 		wf__schedule_new(w, t);
 	else
 		wf__inject(rt, t);
-	*out = f;
+	if (out != NULL)
+		*out = f;
 out:
 	submit_leave(rt);
 	return rc;
+}
+
+int wf_runtime_submit(wf_runtime *rt, wf_fn fn, void *arg, wf_future **out)
+{
+	if (out != NULL)
+		*out = NULL;
+	if (rt == NULL || fn == NULL || out == NULL)
+		return WF_EINVAL;
+	return submit(rt, fn, arg, NULL, out);
+}
+
+int wf__runtime_spawn(wf_runtime *rt, wf_fn fn, void *arg, void (*unstarted)(void *arg))
+{
+	return submit(rt, fn, arg, unstarted, NULL);
 }
 
 /* The drain's counters. Each is written by one thread with a release store

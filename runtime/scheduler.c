@@ -442,6 +442,14 @@ static bool cancelled_before_start(wf_task *t)
 	return true;
 }
 
+/* A task that will never run gives its argument to its unstarted hook
+ * (internal spawns whose argument holds resources). */
+static void never_started(wf_task *t)
+{
+	if (WF__UNLIKELY(t->unstarted != NULL))
+		t->unstarted(t->arg);
+}
+
 /* Completes the switch of the task that left (w->prev): it parks, joins
  * the yielded list, or gives its stack back. Runs on whatever context ran
  * next (a task, or the scheduler). That task is not necessarily the one
@@ -502,11 +510,13 @@ static wf_task *claim_start(wf__worker *w, wf_task *t)
 		return NULL;
 	}
 	if (cancelled_before_start(t)) {
+		never_started(t);
 		wf__task_finish(t);
 		return NULL;
 	}
 	if (!start_fiber(w, t)) {
 		t->fail_err = WF_ENOMEM;
+		never_started(t);
 		wf__task_finish(t);
 		return NULL;
 	}
@@ -551,8 +561,10 @@ static wf_task *pick_direct(wf__worker *w)
 void wf__run_inline(wf__worker *w, wf_task *t)
 {
 	wf_task *parent = w->current;
-	if (cancelled_before_start(t))
+	if (cancelled_before_start(t)) {
+		never_started(t);
 		return;
+	}
 	t->fiber = parent->fiber;
 	t->inline_parent = parent;
 	w->current = t;

@@ -92,6 +92,10 @@ static wf__htype task_htype = {
 static bool task_clear(wf_task *t)
 {
 	wf__fcore_destroy(&t->core);
+	if (t->vars != NULL) {
+		wf__vars_unref(t->vars);
+		t->vars = NULL;
+	}
 	free(t->fail_msg);
 	t->fail_msg = NULL;
 	t->magic = WF__TASK_DEAD;
@@ -162,6 +166,14 @@ wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
 	t->inline_parent = NULL;
 	t->cancel_forwarded = 0;
 	t->cscope = NULL;
+	t->unstarted = NULL;
+	/* The spawner's context, shared (contextvars' copy at spawn); a plain
+	 * thread's own for a task it submits. */
+	wf_task *parent = w != NULL ? w->current : NULL;
+	if (parent != NULL)
+		t->vars = parent->vars != NULL ? wf__vars_ref(parent->vars) : NULL;
+	else
+		t->vars = w == NULL ? wf__vars_capture() : NULL;
 	t->fail_err = 0;
 	t->fail_msg = NULL;
 	t->result = NULL;
