@@ -253,7 +253,9 @@ WF_EXTERN int wf_stream_set_limit(wf_stream *h, size_t limit)
 	wf__stream *s = wf__stream_get(h);
 	if (s == NULL)
 		return WF_EINVAL;
-	s->limit = limit;
+	/* Relaxed: the reader reads it without the lock, and any value it
+	 * sees is a limit the program set. */
+	__atomic_store_n(&s->limit, limit, __ATOMIC_RELAXED);
 	wf__stream_put(s);
 	return 0;
 }
@@ -391,7 +393,7 @@ WF_EXTERN ssize_t wf_stream_read(wf_stream *h, void *buf, size_t n, uint64_t tim
 	uint64_t deadline = wf__deadline_after_ms(timeout_ms);
 	ssize_t ret = 0;
 	while (buffered(s) == 0 && !s->eof && s->rerr == 0) {
-		rc = fill(s, s->limit, deadline);
+		rc = fill(s, __atomic_load_n(&s->limit, __ATOMIC_RELAXED), deadline);
 		if (rc != 0) {
 			ret = rc;
 			goto out;
@@ -422,11 +424,11 @@ WF_EXTERN int wf_stream_readexactly(wf_stream *h, void *buf, size_t n, size_t *g
 		return rc;
 	uint64_t deadline = wf__deadline_after_ms(timeout_ms);
 	size_t done = 0;
-	if (n <= s->limit) {
+	if (n <= __atomic_load_n(&s->limit, __ATOMIC_RELAXED)) {
 		/* Everything stays buffered until all n are there: a timeout
 		 * consumes nothing. */
 		while (buffered(s) < n && !s->eof && s->rerr == 0) {
-			rc = fill(s, s->limit, deadline);
+			rc = fill(s, __atomic_load_n(&s->limit, __ATOMIC_RELAXED), deadline);
 			if (rc != 0)
 				goto out;
 		}
@@ -446,7 +448,7 @@ WF_EXTERN int wf_stream_readexactly(wf_stream *h, void *buf, size_t n, size_t *g
 					rc = s->rerr != 0 ? s->rerr : WF_EINCOMPLETE;
 					break;
 				}
-				rc = fill(s, s->limit, deadline);
+				rc = fill(s, __atomic_load_n(&s->limit, __ATOMIC_RELAXED), deadline);
 				if (rc != 0)
 					break;
 				continue;
@@ -494,7 +496,8 @@ static ssize_t read_until(wf_stream *h, const void *sep, size_t seplen, void *bu
 	if (rc != 0)
 		return rc;
 	uint64_t deadline = wf__deadline_after_ms(timeout_ms);
-	size_t bound = cap < s->limit ? cap : s->limit;
+	size_t limit = __atomic_load_n(&s->limit, __ATOMIC_RELAXED);
+	size_t bound = cap < limit ? cap : limit;
 	size_t scanned = 0;
 	ssize_t ret;
 	for (;;) {

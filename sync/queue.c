@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/abi.h"
 #include "sync/sync_internal.h"
 
 #define FIRST_CAP_BOUNDED 1024u
@@ -221,6 +222,9 @@ int wf_queue_new(const wf_queue_opts *opts, wf_queue **out)
 	if (opts == NULL)
 		opts = &def;
 	if (out == NULL)
+		return WF_EINVAL;
+	*out = NULL;
+	if (!WF__RESERVED_ZERO(opts))
 		return WF_EINVAL;
 	if (opts->kind != WF_QUEUE_FIFO && opts->kind != WF_QUEUE_LIFO &&
 	    opts->kind != WF_QUEUE_PRIORITY)

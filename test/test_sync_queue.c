@@ -49,6 +49,9 @@ static void *bad_input_main(void *arg)
 	CHECK_RC(wf_queue_new(NULL, NULL), WF_EINVAL);
 	CHECK_RC(wf_queue_new(&bad_kind, &q), WF_EINVAL);
 	CHECK_RC(wf_queue_new(&prio_no_cmp, &q), WF_EINVAL);
+	wf_queue_opts dirty = WF_QUEUE_OPTS_INIT;
+	dirty.reserved[5] = 1;
+	CHECK_RC(wf_queue_new(&dirty, &q), WF_EINVAL);
 	CHECK_RC(wf_queue_put(NULL, NULL, 0), WF_EINVAL);
 	CHECK_RC(wf_queue_get(NULL, &item, 0), WF_EINVAL);
 	CHECK_RC(wf_queue_put_nowait(NULL, NULL), WF_EINVAL);

@@ -256,7 +256,7 @@ typedef struct wf_queue_opts {
 #define WF_QUEUE_OPTS_INIT WF__ZERO_INIT
 
 /* [any] A new queue; opts NULL: an unbounded FIFO. 0, WF_EINVAL (out NULL, bad
- * kind, priority without cmp), WF_ENOMEM. */
+ * kind, priority without cmp, reserved words not zero), WF_ENOMEM. */
 WF_EXTERN int wf_queue_new(const wf_queue_opts *opts, wf_queue **out);
 /* [any] Frees q, dropping what is left (through opts->drop if given). 0,
  * WF_EINVAL, WF_EBUSY (someone is waiting: a get, put or join). */
