@@ -48,7 +48,7 @@ static void *main_task(void *arg)
 {
 	/* Every child is awaited by wf_group_leave, so their arguments can
 	 * live on this stack. */
-	struct work one = {"one", 100}, two = {"two", 200};
+	struct work one = {.name = "one", .ms = 100}, two = {.name = "two", .ms = 200};
 	wf_group *g;
 	int rc = wf_group_enter(&g);
 	if (rc != 0)
@@ -67,7 +67,7 @@ static void *main_task(void *arg)
 	       wf_strerror(one.outcome), wf_strerror(two.outcome));
 
 	/* One child fails: the sleeper is cancelled, the leave reports it. */
-	struct work sleeper = {"sleeper", 5000};
+	struct work sleeper = {.name = "sleeper", .ms = 5000};
 	rc = wf_group_enter(&g);
 	if (rc != 0)
 		return wf_fail(rc, "group_enter");
