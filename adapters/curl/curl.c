@@ -120,6 +120,7 @@ struct wf_http_client {
 	uint64_t timeout_ms;
 	size_t max_body;
 	char *user_agent;
+	char *ca_file; /* NULL: the system's */
 	struct driver *drivers;
 };
 
@@ -586,6 +587,7 @@ static void client_destroy(wf_http_client *c, unsigned started, unsigned inited)
 		driver_destroy(&c->drivers[i]);
 	free(c->drivers);
 	free(c->user_agent);
+	free(c->ca_file);
 	free(c);
 }
 
@@ -623,8 +625,10 @@ int wf_http_client_new(const wf_http_client_opts *opts, wf_http_client **out)
 		snprintf(ua, sizeof(ua), "weft/%s", wf_version_string());
 		c->user_agent = strdup(ua);
 	}
+	if (o.ca_file != NULL)
+		c->ca_file = strdup(o.ca_file);
 	c->drivers = calloc(c->ndrivers, sizeof(*c->drivers));
-	if (c->user_agent == NULL || c->drivers == NULL) {
+	if (c->user_agent == NULL || c->drivers == NULL || (o.ca_file != NULL && c->ca_file == NULL)) {
 		client_destroy(c, 0, 0);
 		return WF_ENOMEM;
 	}
@@ -740,6 +744,8 @@ static int build_easy(wf_http_client *c, struct xfer *x, const wf_http_request *
 	SET(CURLOPT_MAXFILESIZE_LARGE,
 	    (curl_off_t)(x->max_body > (size_t)INT64_MAX ? INT64_MAX : (int64_t)x->max_body));
 	SET(CURLOPT_USERAGENT, c->user_agent);
+	if (c->ca_file != NULL)
+		SET(CURLOPT_CAINFO, c->ca_file);
 #if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85: the string forms */
 	SET(CURLOPT_PROTOCOLS_STR, "http,https");
 	SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");

@@ -82,7 +82,10 @@ typedef struct wf_http_client_opts {
 	size_t max_body;
 	/* Sent as User-Agent (copied); NULL: "weft/<version>". */
 	const char *user_agent;
-	uint64_t reserved[4]; /* must be zero */
+	/* A file of CA certificates (PEM) that https:// servers are verified
+	 * against, instead of the system's (copied); NULL: the system's. */
+	const char *ca_file;
+	uint64_t reserved[3]; /* must be zero */
 } wf_http_client_opts;
 #define WF_HTTP_CLIENT_OPTS_INIT WF__ZERO_INIT
 
