@@ -133,6 +133,18 @@ __attribute__((unused)) static inline long test_iters(long n)
 	return r > 0 ? r : 1;
 }
 
+/* test_iters(n), but never below min (nor above n when n < min): for
+ * loops whose iterations take turns at variants (it % k) or need a few
+ * rounds to reach every path, so that a low WEFT_TEST_SCALE still runs
+ * each variant. */
+__attribute__((unused)) static inline long test_iters_min(long n, long min)
+{
+	long r = test_iters(n);
+	if (min > n)
+		min = n;
+	return r < min ? min : r;
+}
+
 __attribute__((unused)) static uint64_t mono_ns(void)
 {
 	struct timespec ts;

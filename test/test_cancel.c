@@ -4,7 +4,9 @@
  * runs on its own fiber or inline on the joiner's stack), a yield; before
  * the task starts and after it finished; twice before delivery; and
  * wf_uncancel. Each over many iterations and worker counts, with the
- * cancel coming from a task or from a plain thread.
+ * cancel coming from a task or from a plain thread. Iteration counts
+ * scale with WEFT_TEST_SCALE (test_iters), never below what it takes to
+ * run every variant a loop takes turns at.
  *
  * Waits that a lost cancellation would leave hanging carry a long deadline
  * (LONG_MS) instead: a lost cancellation then shows as a wrong return code,
@@ -106,7 +108,8 @@ static void *sleeper(void *arg)
 
 static void *sleep_main(void *arg)
 {
-	for (int it = 0; it < 12 && !check_any_failed(); it++)
+	long its = test_iters_min(12, 3);
+	for (int it = 0; it < its && !check_any_failed(); it++)
 		cancel_batch(sleeper, it, WF_ECANCELED);
 	return NULL;
 }
@@ -139,7 +142,8 @@ static void *awaiter_timeout(void *arg)
 
 static void *await_main(void *arg)
 {
-	for (int it = 0; it < 12 && !check_any_failed(); it++) {
+	long its = test_iters_min(12, 4);
+	for (int it = 0; it < its && !check_any_failed(); it++) {
 		cancel_batch(it % 2 ? awaiter_timeout : awaiter, it, WF_ECANCELED);
 		/* The future is left pending and works afterwards. */
 		victim v;
@@ -229,14 +233,16 @@ static void join_round(bool inline_join, int how)
 
 static void *join_fiber_main(void *arg)
 {
-	for (int it = 0; it < 12 && !check_any_failed(); it++)
+	long its = test_iters_min(12, 3);
+	for (int it = 0; it < its && !check_any_failed(); it++)
 		join_round(false, it);
 	return NULL;
 }
 
 static void *join_inline_main(void *arg)
 {
-	for (int it = 0; it < 12 && !check_any_failed(); it++)
+	long its = test_iters_min(12, 3);
+	for (int it = 0; it < its && !check_any_failed(); it++)
 		join_round(true, it);
 	return NULL;
 }
@@ -274,7 +280,8 @@ static void *yielder(void *arg)
 
 static void *yield_main(void *arg)
 {
-	for (int it = 0; it < 4 && !check_any_failed(); it++)
+	long its = test_iters_min(4, 3);
+	for (int it = 0; it < its && !check_any_failed(); it++)
 		cancel_batch(yielder, it, WF_ECANCELED);
 	return NULL;
 }
@@ -298,7 +305,8 @@ static void *mark_ran(void *arg)
 static void *before_start_main(void *arg)
 {
 	bool one_worker = wf_runtime_workers(wf_runtime_current()) == 1;
-	for (int it = 0; it < 200 && !check_any_failed(); it++) {
+	long its = test_iters_min(200, 2);
+	for (int it = 0; it < its && !check_any_failed(); it++) {
 		victim v;
 		victim_init(&v);
 		wf_task *t = wf_spawn(mark_ran, &v);
@@ -352,7 +360,8 @@ static void *quick(void *arg) { return (void *)0x42; }
 
 static void *after_finish_main(void *arg)
 {
-	for (int it = 0; it < 100 && !check_any_failed(); it++) {
+	long its = test_iters_min(100, 2);
+	for (int it = 0; it < its && !check_any_failed(); it++) {
 		wf_task *t = wf_spawn(quick, NULL);
 		/* Bounded by time, not by a count of yields: with more
 		 * workers than cores, the worker that took t may wait long
@@ -397,7 +406,8 @@ static void *cancelled_once(void *arg)
  * between the two cancels, so both come before the delivery. */
 static void *twice_main(void *arg)
 {
-	for (int it = 0; it < 200 && !check_any_failed(); it++) {
+	long its = test_iters(200);
+	for (int it = 0; it < its && !check_any_failed(); it++) {
 		victim v;
 		victim_init(&v);
 		wf_task *t = wf_spawn(cancelled_once, &v);
@@ -450,7 +460,8 @@ static void *catches_one_of_two(void *arg)
 
 static void *uncancel_main(void *arg)
 {
-	for (int it = 0; it < 12 && !check_any_failed(); it++) {
+	long its = test_iters_min(12, 3);
+	for (int it = 0; it < its && !check_any_failed(); it++) {
 		victim v[BATCH];
 		wf_task *t[BATCH];
 		for (int i = 0; i < BATCH; i++) {

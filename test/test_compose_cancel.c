@@ -58,7 +58,8 @@ static void *canceller(void *arg)
 
 static void *while_running_main(void *arg)
 {
-	for (int round = 0; round < 40; round++) {
+	long rounds = test_iters_min(40, 2);
+	for (int round = 0; round < rounds; round++) {
 		runner r = {0};
 		wf_task *t = wf_spawn(busy_task, &r);
 		r.task = t;
@@ -84,7 +85,8 @@ Test(cancel_rules, while_running_at_the_next_suspension)
 
 static void *handled_in_scope_main(void *arg)
 {
-	for (int round = 0; round < 20; round++) {
+	long rounds = test_iters(20);
+	for (int round = 0; round < rounds; round++) {
 		wf_timeout to;
 		CHECK_RC(wf_timeout_enter(&to, 1), 0);
 		int rc = wf_sleep(LONG_MS);

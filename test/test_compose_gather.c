@@ -57,7 +57,8 @@ static void *child(void *arg)
 static void *results_main(void *arg)
 {
 	uint64_t seed = (uintptr_t)arg * 7919 + 1;
-	for (int round = 0; round < 60; round++) {
+	long rounds = test_iters_min(60, 6);
+	for (int round = 0; round < rounds; round++) {
 		size_t n = 1 + rng_next(&seed) % NCHILD;
 		child_arg args[NCHILD];
 		wf_task *tasks[NCHILD];
@@ -98,7 +99,8 @@ Test(gather, results_in_argument_order)
 
 static void *first_failure_main(void *arg)
 {
-	for (int round = 0; round < 40; round++) {
+	long rounds = test_iters_min(40, 8);
+	for (int round = 0; round < rounds; round++) {
 		enum { N = 8 };
 		__atomic_store_n(&finished, 0, __ATOMIC_SEQ_CST);
 		wf_future *gate = wf_future_new();
@@ -174,7 +176,8 @@ Test(gather, a_cancelled_child_is_a_failure)
 static void *all_main(void *arg)
 {
 	uint64_t seed = 99;
-	for (int round = 0; round < 40; round++) {
+	long rounds = test_iters(40);
+	for (int round = 0; round < rounds; round++) {
 		enum { N = 16 };
 		child_arg args[N];
 		wf_task *tasks[N];
@@ -247,7 +250,8 @@ static void *gatherer(void *arg)
 
 static void *cancel_gather_main(void *arg)
 {
-	for (int round = 0; round < 30; round++) {
+	long rounds = test_iters_min(30, 6);
+	for (int round = 0; round < rounds; round++) {
 		gatherer_arg g = {.started = wf_future_new(), .flags = round % 2 ? WF_GATHER_ALL : 0};
 		wf_task *t = wf_spawn(gatherer, &g);
 		wf_await(g.started, NULL);
@@ -292,7 +296,8 @@ static void *setter(void *arg)
 static void *futures_main(void *arg)
 {
 	enum { N = 8 };
-	for (int round = 0; round < 40; round++) {
+	long rounds = test_iters(40);
+	for (int round = 0; round < rounds; round++) {
 		wf_future *fs[N];
 		wf_outcome out[N];
 		for (size_t i = 0; i < N; i++)

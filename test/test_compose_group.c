@@ -50,7 +50,8 @@ static void *slot_child(void *arg)
 static void *results_main(void *arg)
 {
 	uint64_t seed = 12345;
-	for (int round = 0; round < 60; round++) {
+	long rounds = test_iters_min(60, 2);
+	for (int round = 0; round < rounds; round++) {
 		uint64_t slots[2 * NSLOTS] = {0};
 		slot_arg args[2 * NSLOTS];
 		size_t n = 1 + rng_next(&seed) % NSLOTS;
@@ -112,7 +113,8 @@ static void *sleeper_or_failer(void *arg)
 
 static void *first_failure_main(void *arg)
 {
-	for (int round = 0; round < 30; round++) {
+	long rounds = test_iters_min(30, 8);
+	for (int round = 0; round < rounds; round++) {
 		enum { N = 8 };
 		fail_arg args[N];
 		wf_group *g;
@@ -157,7 +159,8 @@ Test(group, first_failure_cancels_siblings_and_the_body)
  * cancelled, the owner is not. */
 static void *failure_at_leave_main(void *arg)
 {
-	for (int round = 0; round < 30; round++) {
+	long rounds = test_iters(30);
+	for (int round = 0; round < rounds; round++) {
 		fail_arg a = {.fail = WF_EPIPE}, b = {.saw = 1}, c = {.saw = 1};
 		wf_group *g;
 		CHECK_RC(wf_group_enter(&g), 0);
@@ -200,7 +203,8 @@ static void *stubborn_failer(void *arg)
 
 static void *every_failure_main(void *arg)
 {
-	for (int round = 0; round < 30; round++) {
+	long rounds = test_iters(30);
+	for (int round = 0; round < rounds; round++) {
 		enum { N = 6 };
 		gate_fail_arg args[N];
 		wf_future *gate = wf_future_new();
@@ -281,7 +285,8 @@ Test(group, all_failures_listed)
 
 static void *nested_main(void *arg)
 {
-	for (int round = 0; round < 20; round++) {
+	long rounds = test_iters(20);
+	for (int round = 0; round < rounds; round++) {
 		uint64_t s1 = 0, s2 = 0;
 		slot_arg ok1 = {.slot = &s1, .value = 1, .how = 2};
 		wf_group *outer, *inner;
@@ -339,7 +344,8 @@ Test(group, groups_nest)
  * stand for both requests; the inner group hands it to the outer one. */
 static void *nested_both_main(void *arg)
 {
-	for (int round = 0; round < 30; round++) {
+	long rounds = test_iters_min(30, 3);
+	for (int round = 0; round < rounds; round++) {
 		wf_group *outer, *inner;
 		fail_arg b1 = {.fail = WF_EIO}, b2 = {.fail = WF_EPIPE};
 		CHECK_RC(wf_group_enter(&outer), 0);
@@ -371,7 +377,8 @@ Test(group, nested_failures_at_once)
 
 static void *group_cancel_main(void *arg)
 {
-	for (int round = 0; round < 30; round++) {
+	long rounds = test_iters_min(30, 2);
+	for (int round = 0; round < rounds; round++) {
 		enum { N = 5 };
 		fail_arg args[N];
 		wf_group *g;
@@ -429,7 +436,8 @@ static void *owner_task(void *arg)
 
 static void *owner_cancel_main(void *arg)
 {
-	for (int round = 0; round < 40; round++) {
+	long rounds = test_iters_min(40, 4);
+	for (int round = 0; round < rounds; round++) {
 		owner_arg o = {.in_body = wf_future_new(), .where = round % 2};
 		wf_task *t = wf_spawn(owner_task, &o);
 		wf_await(o.in_body, NULL);
@@ -533,7 +541,8 @@ static void *open_group_owner(void *arg)
 static void *open_group_main(void *arg)
 {
 	bool own_fiber = arg != NULL;
-	for (int round = 0; round < 20 && !check_any_failed(); round++) {
+	long rounds = test_iters_min(20, 2);
+	for (int round = 0; round < rounds && !check_any_failed(); round++) {
 		__atomic_store_n(&open_children_started, 0, __ATOMIC_SEQ_CST);
 		__atomic_store_n(&open_children_done, 0, __ATOMIC_SEQ_CST);
 		__atomic_store_n(&open_children_cancelled, 0, __ATOMIC_SEQ_CST);

@@ -39,7 +39,8 @@ static bool elapsed_ok(uint64_t t0, uint64_t ms)
 
 static void *expiry_main(void *arg)
 {
-	for (int round = 0; round < 15; round++) {
+	long rounds = test_iters_min(15, 4);
+	for (int round = 0; round < rounds; round++) {
 		uint64_t ms = 1 + round % 4;
 		wf_timeout to;
 		uint64_t t0 = mono_ns();
@@ -86,7 +87,8 @@ static void *kinds_main(void *arg)
 	wf_future *never = wf_future_new();
 	wf_event *ev;
 	CHECK_RC(wf_event_new(&ev), 0);
-	for (int round = 0; round < 10; round++) {
+	long rounds = test_iters(10);
+	for (int round = 0; round < rounds; round++) {
 		wf_timeout to;
 		int rc;
 		CHECK_RC(wf_timeout_enter(&to, 2), 0);
@@ -116,7 +118,8 @@ Test(timeout, reaches_every_kind_of_suspension)
  * inside: the scope's cancellation must not outlive the scope. */
 static void *expiry_while_running_main(void *arg)
 {
-	for (int round = 0; round < 10; round++) {
+	long rounds = test_iters(10);
+	for (int round = 0; round < rounds; round++) {
 		wf_timeout to;
 		CHECK_RC(wf_timeout_enter(&to, 1), 0);
 		uint64_t t0 = mono_ns();
@@ -142,7 +145,8 @@ Test(timeout, expiry_while_running_leaves_nothing_pending)
 
 static void *reschedule_main(void *arg)
 {
-	for (int round = 0; round < 8; round++) {
+	long rounds = test_iters(8);
+	for (int round = 0; round < rounds; round++) {
 		wf_timeout to;
 		/* Later: it does not fire at the first deadline. (That one
 		 * is far enough for a loaded machine to reach the reschedule
@@ -192,7 +196,8 @@ Test(timeout, reschedule)
 
 static void *nested_main(void *arg)
 {
-	for (int round = 0; round < 10; round++) {
+	long rounds = test_iters_min(10, 3);
+	for (int round = 0; round < rounds; round++) {
 		wf_timeout outer, inner;
 		int rc;
 		/* The inner one expires: the outer one never sees it. */
@@ -260,7 +265,8 @@ static void *forever_child(void *arg)
 
 static void *with_group_main(void *arg)
 {
-	for (int round = 0; round < 10; round++) {
+	long rounds = test_iters_min(10, 2);
+	for (int round = 0; round < rounds; round++) {
 		wf_timeout to;
 		wf_group *g;
 		uint64_t t0 = mono_ns();
@@ -315,7 +321,8 @@ static void *scoped_victim(void *arg)
 
 static void *outside_cancel_main(void *arg)
 {
-	for (int round = 0; round < 30; round++) {
+	long rounds = test_iters(30);
+	for (int round = 0; round < rounds; round++) {
 		victim_arg v = {.inside = wf_future_new()};
 		wf_task *t = wf_spawn(scoped_victim, &v);
 		wf_await(v.inside, NULL);

@@ -61,7 +61,8 @@ static int count_true(const bool *b, size_t n)
 
 static void *wait_main(void *arg)
 {
-	for (int round = 0; round < 30; round++) {
+	long rounds = test_iters_min(30, 6);
+	for (int round = 0; round < rounds; round++) {
 		enum { N = 6 };
 		wf_future *gates[N];
 		job jobs[N];
@@ -147,7 +148,8 @@ static void *waiting_task(void *arg)
 
 static void *wait_cancel_main(void *arg)
 {
-	for (int round = 0; round < 20; round++) {
+	long rounds = test_iters(20);
+	for (int round = 0; round < rounds; round++) {
 		wf_future *gate = wf_future_new();
 		job j1 = {.gate = gate, .value = 1}, j2 = {.gate = gate, .value = 2};
 		waiter_arg w = {.tasks = {wf_spawn(job_main, &j1), wf_spawn(job_main, &j2)},
@@ -226,7 +228,8 @@ static void *slow_task(void *arg)
 
 static void *wait_for_main(void *arg)
 {
-	for (int round = 0; round < 12; round++) {
+	long rounds = test_iters_min(12, 5);
+	for (int round = 0; round < rounds; round++) {
 		uint64_t ms = 2 + round % 5;
 		/* In time. */
 		slow_arg quick = {.ms = 0};
@@ -275,7 +278,8 @@ static void *wait_for_caller(void *arg)
 
 static void *wait_for_cancel_main(void *arg)
 {
-	for (int round = 0; round < 20; round++) {
+	long rounds = test_iters_min(20, 2);
+	for (int round = 0; round < rounds; round++) {
 		wf_for_arg a = {.inner = {.ms = LONG_MS}, .started = wf_future_new()};
 		wf_task *t = wf_spawn(wait_for_caller, &a);
 		wf_await(a.started, NULL);
@@ -311,7 +315,8 @@ static void *late_setter(void *arg)
 
 static void *wait_for_future_main(void *arg)
 {
-	for (int round = 0; round < 20; round++) {
+	long rounds = test_iters(20);
+	for (int round = 0; round < rounds; round++) {
 		wf_future *f = wf_future_new();
 		void *v;
 		uint64_t t0 = mono_ns();
@@ -341,7 +346,8 @@ Test(wait_for, futures)
 
 static void *as_completed_main(void *arg)
 {
-	for (int round = 0; round < 20; round++) {
+	long rounds = test_iters_min(20, 8);
+	for (int round = 0; round < rounds; round++) {
 		enum { N = 8 };
 		wf_future *gates[N];
 		job jobs[N];
@@ -383,7 +389,8 @@ Test(as_completed, completion_order)
 
 static void *as_completed_many_main(void *arg)
 {
-	for (int round = 0; round < 20; round++) {
+	long rounds = test_iters(20);
+	for (int round = 0; round < rounds; round++) {
 		enum { N = 40 };
 		job jobs[N];
 		wf_task *tasks[N];
@@ -467,7 +474,8 @@ static void *shielding_task(void *arg)
 
 static void *shield_main(void *arg)
 {
-	for (int round = 0; round < 30; round++) {
+	long rounds = test_iters(30);
+	for (int round = 0; round < rounds; round++) {
 		shield_arg s = {.inner_gate = wf_future_new(), .started = wf_future_new()};
 		s.inner = (job){.gate = s.inner_gate, .value = 9, .saw = 1};
 		wf_task *t = wf_spawn(shielding_task, &s);

@@ -898,7 +898,8 @@ static void *stress_main(void *arg)
 
 Test(executor, many_calls_with_random_cancellations)
 {
-	for (int iter = 0; iter < (SLOW ? 2 : 5); iter++) {
+	long iters = test_iters(SLOW ? 2 : 5);
+	for (int iter = 0; iter < iters; iter++) {
 		ran = drops_unrun = drops_ran = delivered = submitted = 0;
 		run_weft(4, stress_main, NULL);
 		/* After wf_run every call has ended: each one either reached
@@ -944,7 +945,8 @@ static void *race_task(void *arg)
 
 static void *race_main(void *arg)
 {
-	for (int iter = 0; iter < (SLOW ? 10 : 40) && !check_any_failed(); iter++) {
+	long iters = test_iters_min(SLOW ? 10 : 40, 2);
+	for (int iter = 0; iter < iters && !check_any_failed(); iter++) {
 		shutdown_arg s = {.mode = WF_POOL_CANCEL};
 		CHECK_RC(wf_pool_new("race", 2, &s.p), 0);
 		pthread_mutex_lock(&g.mu);

@@ -202,7 +202,8 @@ static void *race_completer(void *arg)
 
 Test(future, done_callbacks_race_completion)
 {
-	for (int it = 0; it < 300 && !check_any_failed(); it++) {
+	long its = test_iters(300);
+	for (int it = 0; it < its && !check_any_failed(); it++) {
 		cb_race r = {.f = wf_future_new()};
 		pthread_barrier_init(&r.go, NULL, 2);
 		pthread_t th;
@@ -276,7 +277,8 @@ static void *racer_thread(void *arg)
 
 static void *once_main(void *arg)
 {
-	for (int it = 0; it < 120 && !check_any_failed(); it++) {
+	long its = test_iters(120);
+	for (int it = 0; it < its && !check_any_failed(); it++) {
 		once_race r = {.f = wf_future_new()};
 		racer xs[SETTERS_THREADS + SETTERS_TASKS];
 		pthread_t th[SETTERS_THREADS];
@@ -428,7 +430,7 @@ static void *lost_wakeup_main(void *arg)
 static void lost_wakeup(unsigned workers, int awaiter_is_task, int completer_is_task)
 {
 	handoff h = {.seed = 0x2545F4914F6CDD1Dull + workers,
-		     .iterations = 1500,
+		     .iterations = (int)test_iters(1500),
 		     .awaiter_is_task = awaiter_is_task,
 		     .completer_is_task = completer_is_task};
 	run_weft(workers, lost_wakeup_main, &h);
@@ -487,7 +489,8 @@ static void *crowd_thread(void *arg)
 static void *crowd_main(void *arg)
 {
 	enum { TASKS = 24, THREADS = 3 };
-	for (int it = 0; it < 50 && !check_any_failed(); it++) {
+	long its = test_iters(50);
+	for (int it = 0; it < its && !check_any_failed(); it++) {
 		crowd c = {.f = wf_future_new()};
 		wf_task *ts[TASKS];
 		pthread_t th[THREADS];
@@ -536,7 +539,8 @@ static void *blocking_awaiter(void *arg)
 
 static void *blocking_main(void *arg)
 {
-	for (int it = 0; it < 20; it++) {
+	long its = test_iters(20);
+	for (int it = 0; it < its; it++) {
 		blocker b = {.f = wf_future_new(), .rc = 1};
 		pthread_t th;
 		if (!CHECK(pthread_create(&th, NULL, blocking_awaiter, &b) == 0))
@@ -607,7 +611,8 @@ static void *timeout_main(void *arg)
 	if (CHECK(pthread_create(&th, NULL, timeout_thread, NULL) == 0))
 		pthread_join(th, NULL);
 
-	for (int it = 0; it < 100 && !check_any_failed(); it++) {
+	long its = test_iters(100);
+	for (int it = 0; it < its && !check_any_failed(); it++) {
 		wf_future *f = wf_future_new();
 		wf_task *t = wf_spawn(late_setter, wf_future_retain(f));
 		void *v = NULL;
