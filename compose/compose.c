@@ -162,8 +162,8 @@ void wf__task_exit_scopes(wf_task *t)
 			snprintf(where, sizeof(where), "%s:%d", file, line);
 		else
 			snprintf(where, sizeof(where), "%s", file);
-		fprintf(stderr,
-			"weft: task \"%s\" returned inside an open %s (opened at %s): closing it%s\n",
+		wf__log(WF_LOG_WARN,
+			"task \"%s\" returned inside an open %s (opened at %s): closing it%s",
 			wf__task_name(t), cscope_kind_name(cs), where,
 			cs->kind == WF__CS_GROUP ? ", its children cancelled" : "");
 		if (n++ == 0)

@@ -118,10 +118,13 @@ typedef void *(*wf_fn)(void *arg);
  * Runtime lifecycle
  * ---------------------------------------------------------------------- */
 enum wf_debug_flags {
-	WF_DEBUG_CHECKS = 1u << 0, /* extra checks; reports futures never awaited
-				    * and calls that fail without a code */
+	WF_DEBUG_CHECKS = 1u << 0, /* debug mode (weft/observe.h): extra checks
+				    * and reports: tasks that block their
+				    * worker, futures never awaited, handles
+				    * and objects never given back */
 	/* 1u << 1 was WF_DEBUG_TRACE, which never did anything: removed, and
 	 * refused like every unknown flag. */
+	WF_DEBUG_DUMP_ON_SIGUSR1 = 1u << 2, /* wf_task_dump on every SIGUSR1 */
 };
 
 /* The limits of wf_config and of its environment variables. */
@@ -136,6 +139,8 @@ enum wf_run_signals {
 	WF_SIG_TERM = 1u << 1, /* SIGTERM (kill, service managers) */
 };
 
+struct wf_hooks; /* weft/observe.h */
+
 typedef struct wf_config {
 	unsigned workers;  /* worker threads; 0: number of cores */
 	size_t stack_size; /* task stack (virtual, touched lazily); 0: 64 KiB */
@@ -146,15 +151,22 @@ typedef struct wf_config {
 	 * Other bits fail the start (WF_EINVAL); wf_runtime_start checks the
 	 * bits and does nothing else with them. */
 	unsigned cancel_on_signals;
-	uint32_t reserved_half; /* zero, as reserved: the rest of its word */
-	uint64_t reserved[7]; /* zero: room for later fields (see ABI above) */
+	/* Debug mode reports a task that runs this long without suspending
+	 * (weft/observe.h); 0: 100 ms. */
+	uint32_t slow_task_ms;
+	/* Task and thread hooks (weft/observe.h), read at the start; the
+	 * struct must outlive the runtime. NULL: none. */
+	const struct wf_hooks *hooks;
+	uint64_t reserved[6]; /* zero: room for later fields (see ABI above) */
 } wf_config;
 
 /* [any] Fills *cfg with the defaults, then applies the environment, each
  * value a base-10 number ("010" is ten):
  *   WEFT_WORKERS=<n>     0 to WF_WORKERS_MAX (4096); 0: one per core
  *   WEFT_STACK_KIB=<n>   0 (the default) or 16 to 4194304 (4 GiB)
- *   WEFT_DEBUG=<flags>   a sum of WF_DEBUG_* flags: 0 or 1
+ *   WEFT_DEBUG=<flags>   a sum of WF_DEBUG_* flags (1, 4): 0, 1, 4 or 5
+ *   WEFT_SLOW_TASK_MS=<n> debug mode's threshold of a blocking task:
+ *                        0 (the default: 100) to 3600000
  * cancel_on_signals is 0 (no environment variable sets it).
  * Fields set by the program after this call win over both. The fields
  * accept the same ranges (stack_size in bytes: 0, or WF_STACK_SIZE_MIN to
@@ -269,6 +281,16 @@ WF_EXTERN wf_task *wf_spawn(wf_fn fn, void *arg);
 /* [task] wf_spawn with options (opts may be NULL); 0 or WF_EINVAL,
  * WF_ENOMEM, WF_ENOTTASK. out may be NULL only for a detached task. */
 WF_EXTERN int wf_spawn_ex(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out);
+/* [task] wf_spawn and wf_spawn_ex that record where the task was spawned
+ * (file, a string that must outlive the task, and line), for task dumps
+ * and debug reports. The macros below make every wf_spawn and
+ * wf_spawn_ex call one of these with the caller's __FILE__ and __LINE__;
+ * (wf_spawn)(fn, arg), in parentheses, calls the function itself. */
+WF_EXTERN wf_task *wf_spawn_at(wf_fn fn, void *arg, const char *file, int line);
+WF_EXTERN int wf_spawn_ex_at(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out,
+			     const char *file, int line);
+#define wf_spawn(fn, arg) wf_spawn_at((fn), (arg), __FILE__, __LINE__)
+#define wf_spawn_ex(fn, arg, opts, out) wf_spawn_ex_at((fn), (arg), (opts), (out), __FILE__, __LINE__)
 
 /* [any] await task: waits until t finishes, stores its result in *result
  * (may be NULL) and releases the handle. Returns t's outcome: 0, the code
@@ -390,5 +412,6 @@ WF_EXTERN int wf_future_add_done_callback(wf_future *f, wf_done_cb cb, void *arg
 #include "weft/fs.h"       /* asynchronous files */
 #include "weft/context.h"  /* context variables */
 #include "weft/timer.h"    /* callbacks on the loop, loop time, intervals */
+#include "weft/observe.h"  /* metrics, task dump, log, hooks */
 
 #endif /* WEFT_H */

@@ -149,7 +149,7 @@ static void *helper_main(void *arg)
 		ssize_t r = read(fd, buf, sizeof(buf));
 		if (r < 0 && errno != EINTR && errno != EAGAIN) {
 			/* Cannot happen with our own pipe; do not spin on it. */
-			fprintf(stderr, "weft: signal helper: read: %s\n", strerror(errno));
+			wf__log(WF_LOG_ERROR, "signal helper: read: %s", strerror(errno));
 			sleep(1);
 		}
 		pthread_mutex_lock(&g.mu);

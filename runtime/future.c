@@ -381,7 +381,7 @@ static void future_report_unseen(wf_future *f)
 	if (!(d & WF__FD_TRACKED))
 		return;
 	if (!__atomic_load_n(&f->core.done, __ATOMIC_ACQUIRE)) {
-		fprintf(stderr, "weft: future %p released while pending: never completed\n",
+		wf__log(WF_LOG_WARN, "future %p released while pending: never completed",
 			(void *)future_handle(f));
 		return;
 	}
@@ -389,6 +389,5 @@ static void future_report_unseen(wf_future *f)
 	if (err == 0 || err == WF_ECANCELED || (d & WF__FD_SEEN))
 		return;
 	const char *msg = f->core.msg ? f->core.msg : wf_strerror(f->core.err);
-	fprintf(stderr, "weft: future %p failed: %s, never awaited\n", (void *)future_handle(f),
-		msg);
+	wf__log(WF_LOG_WARN, "future %p failed: %s, never awaited", (void *)future_handle(f), msg);
 }

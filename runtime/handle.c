@@ -27,6 +27,22 @@ static void **free_next(void *obj)
 	return (void **)((char *)obj + sizeof(wf__hdr));
 }
 
+/* Every kind's type once it has made objects, for wf__htype_live. */
+static wf__htype *htypes[WF__K_COUNT];
+
+size_t wf__htype_live(unsigned kind)
+{
+	if (kind >= WF__K_COUNT)
+		return 0;
+	wf__htype *ty = __atomic_load_n(&htypes[kind], __ATOMIC_ACQUIRE);
+	if (ty == NULL)
+		return 0;
+	wf__spin_lock(&ty->lock);
+	size_t n = ty->live;
+	wf__spin_unlock(&ty->lock);
+	return n;
+}
+
 bool wf__htype_ready(wf__htype *ty)
 {
 	/* Acquire: pairs with the release store below; size and per_slab
@@ -68,6 +84,8 @@ bool wf__htype_ready(wf__htype *ty)
 	}
 	ty->size = size;
 	ty->per_slab = per;
+	/* Release: wf__htype_live reads the type through it. */
+	__atomic_store_n(&htypes[ty->kind], ty, __ATOMIC_RELEASE);
 	__atomic_store_n(&ty->ready, true, __ATOMIC_RELEASE);
 out:
 	pthread_mutex_unlock(&dir_mu);

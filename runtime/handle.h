@@ -279,6 +279,8 @@ typedef struct wf__hstats {
 	size_t slabs, live, retired, free;
 } wf__hstats;
 void wf__htype_stats(wf__htype *ty, wf__hstats *out);
+/* Objects of a kind handed out and not freed (0 before its first). */
+size_t wf__htype_live(unsigned kind);
 
 /* Tests only: sets a live object's gen (odd), to reach the wrap. */
 void wf__hobj_set_gen_for_test(void *obj, uint32_t gen);

@@ -144,6 +144,11 @@ int wf__task_set_home(bool home, bool pinned);
 
 /* The calling task, or NULL on a plain thread. */
 wf_task *wf__current(void);
+/* Its id, or 0 on a plain thread. */
+uint64_t wf__current_id(void);
+/* sync/lock.c: the id of the task holding a lock object (0: free, or a
+ * plain thread's), read without synchronising, for task dumps. */
+uint64_t wf__lock_holder(const void *lock_obj);
 /* true if the caller is a task (may suspend). */
 bool wf__in_task(void);
 
@@ -158,5 +163,15 @@ wf__vars *wf__vars_capture(void);
  * which drops the current one and puts prev back. */
 wf__vars *wf__vars_enter(wf__vars *v);
 void wf__vars_leave(wf__vars *prev);
+
+/* observe.c */
+uint64_t wf__coarse_ns(void);
+/* The runtime's messages: through the program's log function, else on
+ * stderr with "weft: " in front. */
+void wf__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A task failed and was never joined: the exception handler or the log. */
+void wf__report_never_joined(const char *name, uint64_t id, int err, const char *msg);
+/* Writes the dump of rt's live tasks to out (NULL: the log). */
+int wf__dump(wf_runtime *rt, FILE *out, const char *title);
 
 #endif

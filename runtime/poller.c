@@ -213,6 +213,9 @@ int wf__poller_poll(wf__worker *w, int timeout_ms)
 	struct epoll_event evs[MAX_EVENTS];
 	int n = epoll_wait(w->epfd, evs, MAX_EVENTS, timeout_ms);
 	int fired = 0;
+	WF__COUNT(w->st.io_polls, 1);
+	if (n > 0)
+		WF__COUNT(w->st.io_events, (uint64_t)n);
 	bool uv = false;
 	for (int i = 0; i < n; i++) {
 		uint64_t t = evs[i].data.u64;

@@ -133,13 +133,14 @@ struct wf_task {
 	wf__fiber own;     /* its own fiber, when it runs on one */
 	wf__waiter waiter; /* the one thing it waits on at a time */
 	int cancelling;    /* cancellations delivered and not uncancelled */
-	struct wf_task *inline_parent; /* the joiner it runs inline for */
 	uint32_t cancel_forwarded;     /* atomic: a cancellation went to the child */
+	struct wf_task *inline_parent; /* the joiner it runs inline for */
 	struct wf__cscope *cscope; /* innermost timeout scope or task group
 				    * the task is inside (compose_internal.h) */
 	struct wf__vars *vars; /* its context variables (ctxvar.c); NULL: none */
 	void *result;      /* what fn returned */
 	int fail_err;      /* set by wf_fail */
+	int spawn_line;    /* with spawn_file below */
 	char *fail_msg;
 	wf__fcore core;    /* outcome, and the join's waiter */
 	uint32_t joined;   /* atomic: a join is waiting on or took the outcome */
@@ -154,6 +155,8 @@ struct wf_task {
 	uint8_t pinned;    /* atomic: never run by another worker than home */
 	bool inline_by_joiner; /* its joiner ran it inline and takes the outcome */
 	uint64_t id;
+	const char *spawn_file; /* where it was spawned (wf_spawn's caller) */
+	uint64_t wait_since; /* coarse clock: when its current wait began */
 	struct wf_task *reg_prev, *reg_next; /* foreign registry only */
 	struct wf_task *qnext; /* inbox, yield list, fired timers, free lists */
 	struct wf_task *snext; /* injection queue: start entries only. A task
@@ -261,6 +264,15 @@ typedef struct wf__call {
 	struct wf__call *next;
 } wf__call;
 
+/* A worker's counters (weft/observe.h): written by the worker only, with
+ * relaxed stores (WF__COUNT), read by any thread with relaxed loads. */
+typedef struct wf__wstats {
+	uint64_t steals, inbox, injected, parks, park_ns;
+	uint64_t io_polls, io_events, timers_fired;
+} wf__wstats;
+
+#define WF__COUNT(field, n) __atomic_store_n(&(field), (field) + (n), __ATOMIC_RELAXED)
+
 struct wf__worker {
 	/* Touched by other threads: thieves, wakers. */
 	wf__deque deque;
@@ -311,9 +323,13 @@ struct wf__worker {
 	uint64_t last_trim;    /* stack cache trimming, wf__now_ns */
 	uint64_t n_started;    /* atomic, owner writes: tasks spawned here */
 	uint64_t n_finished;   /* atomic, owner writes: tasks finished here */
+	wf__wstats st;         /* atomic each, owner writes (observe.c) */
 };
 
 struct wf_runtime {
+	const struct wf_hooks *hooks; /* cfg.hooks: NULL, or some set */
+	uint64_t start_ns;
+	struct wf__observe *observe;  /* observe.c's threads, or NULL */
 	unsigned nworkers;
 	wf__worker *workers;
 	wf_config cfg;
@@ -361,6 +377,9 @@ void wf__task_finish(wf_task *t);
 void wf__task_exit_scopes(wf_task *t);
 
 /* task.c */
+enum { WF__HOOK_SPAWN, WF__HOOK_START, WF__HOOK_SUSPEND, WF__HOOK_RESUME, WF__HOOK_END };
+/* Calls t's runtime's hook for the event, if set (rt->hooks is not NULL). */
+void wf__hook_task(wf_task *t, int event);
 wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w);
 void wf__task_unref(wf_task *t);
 void wf__task_free_local(wf__worker *w, wf_task *t);
@@ -376,6 +395,21 @@ const char *wf__task_name(wf_task *t);
 
 /* waiter.c */
 void wf__inline_pull_cancel(wf_task *t);
+
+/* Diagnostics (task dumps, metrics, shutdown reports) read other threads'
+ * fields without synchronising, knowing a value may be stale; TSan is told
+ * to ignore those reads. */
+#if defined(WF_TSAN)
+void AnnotateIgnoreReadsBegin(const char *file, int line);
+void AnnotateIgnoreReadsEnd(const char *file, int line);
+#define RACY_READS_BEGIN() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
+#define RACY_READS_END() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
+#else
+#define RACY_READS_BEGIN() ((void)0)
+#define RACY_READS_END() ((void)0)
+#endif
+
+
 
 
 /* timer.c */

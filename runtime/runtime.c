@@ -35,7 +35,8 @@
 #define DEFAULT_STACK_KIB 64
 #define DEFAULT_GRACE_MS 2000
 #define RECANCEL_MS 50
-#define DEBUG_KNOWN ((unsigned)WF_DEBUG_CHECKS)
+#define DEBUG_KNOWN ((unsigned)(WF_DEBUG_CHECKS | WF_DEBUG_DUMP_ON_SIGUSR1))
+#define SLOW_MS_MAX 3600000u
 #define STUCK_LISTED 20 /* tasks named by the shutdown's report */
 
 /* ---- configuration ------------------------------------------------------ */
@@ -45,7 +46,8 @@
 #define WORKERS_RANGE "0 to 4096 (0: one per core)"
 #define STACK_KIB_RANGE "0 (the default) or 16 to 4194304"
 #define STACK_SIZE_RANGE "0 (the default) or 16384 to 4294967296"
-#define DEBUG_RANGE "0 or 1 (WF_DEBUG_CHECKS = 1)"
+#define DEBUG_RANGE "0, 1, 4 or 5 (WF_DEBUG_CHECKS = 1, WF_DEBUG_DUMP_ON_SIGUSR1 = 4)"
+#define SLOW_MS_RANGE "0 (the default: 100) to 3600000"
 
 /* An environment variable as read: unset (text NULL), a number, or what is
  * wrong with it. Base 10 only: "010" is ten, not eight. */
@@ -115,6 +117,14 @@ static unsigned env_debug(void)
 	return e.problem != NULL || e.value > UINT_MAX ? BAD_DEBUG : (unsigned)e.value;
 }
 
+static uint32_t env_slow_ms(void)
+{
+	env_value e = env_read("WEFT_SLOW_TASK_MS");
+	if (e.text == NULL)
+		return 0;
+	return e.problem != NULL || e.value > SLOW_MS_MAX ? UINT32_MAX : (uint32_t)e.value;
+}
+
 void wf_config_init(wf_config *cfg)
 {
 	if (cfg == NULL)
@@ -123,6 +133,7 @@ void wf_config_init(wf_config *cfg)
 	cfg->workers = env_workers();
 	cfg->stack_size = env_stack_size();
 	cfg->debug = env_debug();
+	cfg->slow_task_ms = env_slow_ms();
 	cfg->shutdown_grace_ms = DEFAULT_GRACE_MS;
 }
 
@@ -152,6 +163,7 @@ static bool stack_kib_ok(uint64_t v)
 	return v == 0 || (v >= WF_STACK_SIZE_MIN / 1024 && v <= WF_STACK_SIZE_MAX / 1024);
 }
 static bool debug_ok(uint64_t v) { return (v & ~(uint64_t)DEBUG_KNOWN) == 0; }
+static bool slow_ok(uint64_t v) { return v <= SLOW_MS_MAX; }
 
 /* 0, or WF_EINVAL with what is wrong in msg (no "weft: " in front). */
 static int config_check(const wf_config *cfg, char *msg, size_t cap)
@@ -185,7 +197,18 @@ static int config_check(const wf_config *cfg, char *msg, size_t cap)
 			 cfg->cancel_on_signals & ~(unsigned)(WF_SIG_INT | WF_SIG_TERM));
 		return WF_EINVAL;
 	}
-	if (!WF__RESERVED_ZERO(cfg) || cfg->reserved_half != 0) {
+	if (cfg->slow_task_ms > SLOW_MS_MAX) {
+		if (!env_to_blame("WEFT_SLOW_TASK_MS", slow_ok, cfg->slow_task_ms, UINT32_MAX, 1, msg,
+				  cap, SLOW_MS_RANGE))
+			snprintf(msg, cap, "wf_config.slow_task_ms is %u: accepted " SLOW_MS_RANGE,
+				 cfg->slow_task_ms);
+		return WF_EINVAL;
+	}
+	if (cfg->hooks != NULL && !WF__RESERVED_ZERO(cfg->hooks)) {
+		snprintf(msg, cap, "wf_config.hooks->reserved is not zero");
+		return WF_EINVAL;
+	}
+	if (!WF__RESERVED_ZERO(cfg)) {
 		snprintf(msg, cap, "wf_config.reserved is not zero: initialise wf_config with "
 				   "wf_config_init");
 		return WF_EINVAL;
@@ -197,7 +220,7 @@ static int config_check(const wf_config *cfg, char *msg, size_t cap)
  * wf_run_ex. */
 static void config_report(const char *msg, char **errmsg)
 {
-	fprintf(stderr, "weft: %s\n", msg);
+	wf__log(WF_LOG_ERROR, "%s", msg);
 	if (errmsg != NULL)
 		*errmsg = strdup(msg);
 }
@@ -290,7 +313,7 @@ static int subsystems_start(wf_runtime *rt)
 		const wf__subsystem *s = wf__subsystems[i];
 		int rc = s->start != NULL ? s->start(rt) : 0;
 		if (rc != 0) {
-			fprintf(stderr, "weft: the %s subsystem failed to start: %s\n", s->name,
+			wf__log(WF_LOG_ERROR, "the %s subsystem failed to start: %s", s->name,
 				wf_strerror(rc));
 			subsystems_stop(rt, i);
 			return rc;
@@ -340,6 +363,8 @@ static int runtime_start(const wf_config *cfg_in, wf_runtime **out, char **errms
 	if (rt == NULL)
 		return WF_ENOMEM;
 	rt->cfg = cfg;
+	rt->hooks = cfg.hooks;
+	rt->start_ns = wf__now_ns();
 	rt->nworkers = cfg.workers ? cfg.workers : ncores();
 	rt->stack_size = cfg.stack_size ? cfg.stack_size : default_stack_size();
 	if (rt->cfg.shutdown_grace_ms == 0)
@@ -547,15 +572,6 @@ static void cancel_everything(wf_runtime *rt)
  * here with acquire loads), a foreign task is read under foreign_mu, and
  * every other pointer is printed, not followed (waiter.what points to a
  * string constant). TSan is told to ignore these reads. */
-#if defined(WF_TSAN)
-void AnnotateIgnoreReadsBegin(const char *file, int line);
-void AnnotateIgnoreReadsEnd(const char *file, int line);
-#define RACY_READS_BEGIN() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
-#define RACY_READS_END() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
-#else
-#define RACY_READS_BEGIN() ((void)0)
-#define RACY_READS_END() ((void)0)
-#endif
 
 typedef struct stuck_report {
 	wf_runtime *rt;
@@ -618,10 +634,10 @@ static void report_task(stuck_report *r, wf_task *t, bool running)
 	const char *inl = __atomic_load_n(&t->inline_parent, __ATOMIC_RELAXED) != NULL
 				  ? " (run inline by its joiner)" : "";
 	if (cancelling > 0)
-		fprintf(stderr, "weft:   \"%s\"%s: %s%s; %d cancellation(s) caught\n", name, inl,
-			how, pending, cancelling);
+		wf__log(WF_LOG_WARN, "  \"%s\"%s: %s%s; %d cancellation(s) caught", name, inl, how,
+			pending, cancelling);
 	else
-		fprintf(stderr, "weft:   \"%s\"%s: %s%s\n", name, inl, how, pending);
+		wf__log(WF_LOG_WARN, "  \"%s\"%s: %s%s", name, inl, how, pending);
 }
 
 static void report_pass(stuck_report *r, bool running)
@@ -646,9 +662,9 @@ static void report_pass(stuck_report *r, bool running)
  * them, the ones that never suspend first. */
 static void report_stuck(wf_runtime *rt, uint64_t waited_ms)
 {
-	fprintf(stderr,
-		"weft: shutdown: %llu task(s) still running after %llu ms of cancellation; "
-		"waiting for them:\n",
+	wf__log(WF_LOG_WARN,
+		"shutdown: %llu task(s) still running after %llu ms of cancellation; "
+		"waiting for them:",
 		(unsigned long long)(sum_started(rt) - sum_finished(rt)),
 		(unsigned long long)waited_ms);
 	stuck_report r = {.rt = rt};
@@ -657,7 +673,7 @@ static void report_stuck(wf_runtime *rt, uint64_t waited_ms)
 	report_pass(&r, false);
 	RACY_READS_END();
 	if (r.more > 0)
-		fprintf(stderr, "weft:   ... and %u more\n", r.more);
+		wf__log(WF_LOG_WARN, "  ... and %u more", r.more);
 }
 
 int wf_runtime_shutdown(wf_runtime *rt)
@@ -783,7 +799,7 @@ void wf__debug_note(const wf_runtime *rt, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "weft: %s\n", msg);
+	wf__log(WF_LOG_WARN, "%s", msg);
 }
 
 wf_runtime *wf_runtime_current(void)

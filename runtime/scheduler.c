@@ -100,6 +100,12 @@ wf_task *wf__current(void)
 
 bool wf__in_task(void) { return wf__current() != NULL; }
 
+uint64_t wf__current_id(void)
+{
+	wf__worker *w = wf__tls_worker;
+	return w != NULL && w->current != NULL ? w->current->id : 0;
+}
+
 static uint64_t rng_next(wf__worker *w)
 {
 	uint64_t x = w->rng;
@@ -188,6 +194,8 @@ static void task_entry(void)
 	wf__worker *w = wf__self();
 	finish_switch(w);
 	wf_task *t = w->current;
+	if (WF__UNLIKELY(t->rt->hooks != NULL))
+		wf__hook_task(t, WF__HOOK_START);
 	t->result = t->fn(t->arg);
 	if (WF__UNLIKELY(t->cscope != NULL))
 		wf__task_exit_scopes(t);
@@ -568,6 +576,8 @@ void wf__run_inline(wf__worker *w, wf_task *t)
 	t->fiber = parent->fiber;
 	t->inline_parent = parent;
 	w->current = t;
+	if (WF__UNLIKELY(t->rt->hooks != NULL))
+		wf__hook_task(t, WF__HOOK_START);
 	t->result = t->fn(t->arg);
 	if (WF__UNLIKELY(t->cscope != NULL))
 		wf__task_exit_scopes(t);
@@ -583,10 +593,9 @@ void wf__run_inline(wf__worker *w, wf_task *t)
 /* Pushes a list of woken tasks (oldest first, linked by qnext) on the
  * deque so that the oldest runs first: the deque pops newest first, so
  * push newest first. */
-static bool push_oldest_first(wf__worker *w, wf_task *list)
+static size_t push_oldest_first(wf__worker *w, wf_task *list)
 {
-	if (list == NULL)
-		return false;
+	size_t count = 0;
 	wf_task *rev = NULL;
 	while (list != NULL) {
 		wf_task *n = list->qnext;
@@ -598,16 +607,16 @@ static bool push_oldest_first(wf__worker *w, wf_task *list)
 		wf_task *n = rev->qnext;
 		push_local(w, rev);
 		rev = n;
+		count++;
 	}
-	return true;
+	return count;
 }
 
 /* The same for start entries taken from the injection queue (linked by
  * snext, see rt.h). */
-static bool push_starts_oldest_first(wf__worker *w, wf_task *list)
+static size_t push_starts_oldest_first(wf__worker *w, wf_task *list)
 {
-	if (list == NULL)
-		return false;
+	size_t count = 0;
 	wf_task *rev = NULL;
 	while (list != NULL) {
 		wf_task *n = list->snext;
@@ -619,8 +628,9 @@ static bool push_starts_oldest_first(wf__worker *w, wf_task *list)
 		wf_task *n = rev->snext;
 		push_local(w, TAG_START(rev));
 		rev = n;
+		count++;
 	}
-	return true;
+	return count;
 }
 
 static void flush_yielded(wf__worker *w)
@@ -632,12 +642,18 @@ static void flush_yielded(wf__worker *w)
 
 static bool absorb_inbox(wf__worker *w)
 {
-	return push_oldest_first(w, wf__mpq_take_all(&w->inbox));
+	size_t n = push_oldest_first(w, wf__mpq_take_all(&w->inbox));
+	if (n != 0)
+		WF__COUNT(w->st.inbox, n);
+	return n != 0;
 }
 
 static bool absorb_injection(wf__worker *w)
 {
-	return push_starts_oldest_first(w, wf__startq_take_all(&w->rt->injection));
+	size_t n = push_starts_oldest_first(w, wf__startq_take_all(&w->rt->injection));
+	if (n != 0)
+		WF__COUNT(w->st.injected, n);
+	return n != 0;
 }
 
 /* A woken task pinned to another worker: thieves hand it back. (The
@@ -687,6 +703,7 @@ static void *steal_lifo(wf__worker *w)
 		if (__atomic_compare_exchange_n(&v->lifo, &t, NULL, false, __ATOMIC_ACQUIRE,
 						__ATOMIC_RELAXED)) {
 			w->lifo_victim = NULL;
+			WF__COUNT(w->st.steals, 1);
 			return t;
 		}
 	}
@@ -737,6 +754,7 @@ static void *steal_from_others(wf__worker *w)
 					first = x;
 				else
 					push_local(w, x);
+				WF__COUNT(w->st.steals, 1);
 			}
 			if (first != NULL)
 				return first;
@@ -1075,7 +1093,10 @@ static void park(wf__worker *w)
 			__atomic_sub_fetch(&rt->nsleeping, 1, __ATOMIC_SEQ_CST);
 		return;
 	}
+	uint64_t slept = wf__now_ns();
 	sleep_in_loop(w, next);
+	WF__COUNT(w->st.parks, 1);
+	WF__COUNT(w->st.park_ns, wf__now_ns() - slept);
 	int one = 1;
 	if (__atomic_compare_exchange_n(&w->sleeping, &one, 0, false, __ATOMIC_SEQ_CST,
 					__ATOMIC_RELAXED))
@@ -1182,6 +1203,8 @@ void *wf__worker_main(void *arg)
 	wf__worker *w = arg;
 	wf_runtime *rt = w->rt;
 	worker_thread_init(w);
+	if (WF__UNLIKELY(rt->hooks != NULL) && rt->hooks->thread_start != NULL)
+		rt->hooks->thread_start(w->id, rt->hooks->arg);
 	pthread_mutex_lock(&rt->start_mu);
 	rt->started++;
 	pthread_cond_broadcast(&rt->start_cv);
@@ -1207,6 +1230,8 @@ void *wf__worker_main(void *arg)
 	wf__task_flush_remote(w);
 	run_calls(w);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
+	if (WF__UNLIKELY(rt->hooks != NULL) && rt->hooks->thread_stop != NULL)
+		rt->hooks->thread_stop(w->id, rt->hooks->arg);
 	worker_thread_fini(w);
 	return NULL;
 }

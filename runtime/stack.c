@@ -2,6 +2,7 @@
  * Task stacks: see stack.h.
  */
 #include "stack.h"
+#include "internal.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -73,10 +74,10 @@ static bool take_guard_slot(void)
 		return true;
 	__atomic_sub_fetch(&n_guarded, 1, __ATOMIC_RELAXED);
 	if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
-		fprintf(stderr,
-			"weft: %zu task stacks near vm.max_map_count: new stacks "
+		wf__log(WF_LOG_WARN,
+			"%zu task stacks near vm.max_map_count: new stacks "
 			"come without guard pages; an overflow is detected late, "
-			"by a canary\n",
+			"by a canary",
 			budget);
 	return false;
 }

@@ -9,5 +9,6 @@
 
 const wf__subsystem *const wf__subsystems[] = {
 	&wf__executor_subsystem,
+	&wf__observe_subsystem,
 	NULL,
 };

@@ -29,5 +29,6 @@ extern const wf__subsystem *const wf__subsystems[];
 
 /* The subsystems' own descriptors. */
 extern const wf__subsystem wf__executor_subsystem;
+extern const wf__subsystem wf__observe_subsystem;
 
 #endif

@@ -167,6 +167,9 @@ wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
 	t->cancel_forwarded = 0;
 	t->cscope = NULL;
 	t->unstarted = NULL;
+	t->spawn_file = NULL;
+	t->spawn_line = 0;
+	t->wait_since = 0;
 	/* The spawner's context, shared (contextvars' copy at spawn); a plain
 	 * thread's own for a task it submits. */
 	wf_task *parent = w != NULL ? w->current : NULL;
@@ -204,6 +207,8 @@ wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
 		reg_link(&rt->foreign_reg, t);
 		pthread_mutex_unlock(&rt->foreign_mu);
 	}
+	if (WF__UNLIKELY(rt->hooks != NULL))
+		wf__hook_task(t, WF__HOOK_SPAWN);
 	return t;
 }
 
@@ -341,8 +346,7 @@ static void report_never_joined(wf_task *t)
 {
 	if (__atomic_fetch_or(&t->joined, J_REPORTED, __ATOMIC_ACQ_REL) & J_REPORTED)
 		return;
-	const char *msg = t->core.msg ? t->core.msg : wf_strerror(t->core.err);
-	fprintf(stderr, "weft: task \"%s\" failed: %s, never joined\n", wf__task_name(t), msg);
+	wf__report_never_joined(wf__task_name(t), t->id, t->core.err, t->core.msg);
 }
 
 static bool failed_unseen(wf_task *t)
@@ -354,6 +358,31 @@ static bool failed_unseen(wf_task *t)
 
 /* Publishes t's outcome. drop_running: t ran on a fiber (or was started by
  * a queue entry), whose reference ends here. */
+void wf__hook_task(wf_task *t, int event)
+{
+	const wf_hooks *h = t->rt->hooks;
+	switch (event) {
+	case WF__HOOK_SPAWN:
+		if (h->task_spawn != NULL)
+			h->task_spawn(t->id, h->arg);
+		break;
+	case WF__HOOK_START:
+		if (h->task_start != NULL)
+			h->task_start(t->id, h->arg);
+		break;
+	case WF__HOOK_SUSPEND:
+		if (h->task_suspend != NULL)
+			h->task_suspend(t->id, h->arg);
+		break;
+	case WF__HOOK_RESUME:
+		if (h->task_resume != NULL)
+			h->task_resume(t->id, h->arg);
+		break;
+	default:
+		break;
+	}
+}
+
 static void task_complete(wf_task *t, bool drop_running)
 {
 	int err = t->fail_err;
@@ -365,6 +394,8 @@ static void task_complete(wf_task *t, bool drop_running)
 		err = WF_ECANCELED;
 	}
 	void *value = err == 0 ? t->result : NULL;
+	if (WF__UNLIKELY(t->rt->hooks != NULL) && t->rt->hooks->task_end != NULL)
+		t->rt->hooks->task_end(t->id, err, t->rt->hooks->arg);
 	/* Release: pairs with wf_task_done's and wf_cancel's acquire loads;
 	 * the outcome itself is published by core.done (future.c). */
 	__atomic_store_n(&t->state, WF__T_DONE, __ATOMIC_RELEASE);
@@ -418,7 +449,8 @@ static void set_name(wf_task *t, const char *name)
 	t->name_state = NAME_SET;
 }
 
-int wf_spawn_ex(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out)
+int wf_spawn_ex_at(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out,
+		   const char *file, int line)
 {
 	bool detached = opts != NULL && opts->detached;
 	if (out != NULL)
@@ -441,6 +473,8 @@ int wf_spawn_ex(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out)
 		return WF_ENOMEM;
 	t->fn = fn;
 	t->arg = arg;
+	t->spawn_file = file;
+	t->spawn_line = line;
 	t->stack_size = stack_size;
 	if (opts != NULL && opts->name != NULL)
 		set_name(t, opts->name);
@@ -454,7 +488,20 @@ int wf_spawn_ex(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out)
 	return 0;
 }
 
-wf_task *wf_spawn(wf_fn fn, void *arg)
+/* The names without the spawn site, for callers that bypass the macros
+ * (function pointers, other languages): parenthesised, so that the
+ * macros of weft.h do not expand here. */
+int(wf_spawn_ex)(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out)
+{
+	return wf_spawn_ex_at(fn, arg, opts, out, NULL, 0);
+}
+
+wf_task *(wf_spawn)(wf_fn fn, void *arg)
+{
+	return wf_spawn_at(fn, arg, NULL, 0);
+}
+
+wf_task *wf_spawn_at(wf_fn fn, void *arg, const char *file, int line)
 {
 	if (fn == NULL)
 		return NULL;
@@ -470,6 +517,8 @@ wf_task *wf_spawn(wf_fn fn, void *arg)
 		return NULL;
 	t->fn = fn;
 	t->arg = arg;
+	t->spawn_file = file;
+	t->spawn_line = line;
 	wf__schedule_new(w, t);
 	return wf__task_handle(t);
 }
@@ -591,7 +640,7 @@ int wf_join_ex(wf_task *h, void **result, char **errmsg)
 
 	bool passed_on = false;
 	for (;;) {
-		int rc = wf__fcore_wait(&t->core, WF__NO_DEADLINE);
+		int rc = wf__fcore_wait_what(&t->core, WF__NO_DEADLINE, "join");
 		if (rc == 0)
 			break;
 		if (rc == WF_ECANCELED && me != NULL) {

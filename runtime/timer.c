@@ -159,6 +159,7 @@ uint64_t wf__timers_run(wf__worker *w, uint64_t now)
 						__ATOMIC_ACQUIRE)) {
 			wf__waiter_fire(tm->waiter, WF_ETIMEDOUT, NULL);
 			__atomic_store_n(&tm->state, TM_FIRED, __ATOMIC_RELEASE);
+			WF__COUNT(w->st.timers_fired, 1);
 		}
 		tm_unref(tm);
 	}

@@ -381,7 +381,12 @@ int wf__wait(wf__waiter *w, uint64_t deadline)
 				wf__waiter_fire(w, WF_ENOMEM, NULL);
 		}
 	}
+	t->wait_since = wf__coarse_ns();
+	if (WF__UNLIKELY(t->rt->hooks != NULL))
+		wf__hook_task(t, WF__HOOK_SUSPEND);
 	wf__sched_switch_out(wf__self(), WF__SW_PARK);
+	if (WF__UNLIKELY(t->rt->hooks != NULL))
+		wf__hook_task(t, WF__HOOK_RESUME);
 	if (proxied)
 		proxies_disarm(t);
 	if (tm != NULL)

@@ -60,8 +60,25 @@ enum { /* codes a release fires a waiter with */
 
 struct wf_lock {
 	wf__sync s;
-	uint32_t state; /* atomic: HELD | WAITERS | WOKEN */
+	uint32_t state;  /* atomic: HELD | WAITERS | WOKEN */
+	uint64_t holder; /* atomic, relaxed: the id of the task that took it
+			  * last (0: a plain thread), for task dumps */
 };
+
+/* Records the new holder; the dump reads it without synchronising. */
+static inline int took(wf_lock *l)
+{
+	__atomic_store_n(&l->holder, wf__current_id(), __ATOMIC_RELAXED);
+	return 0;
+}
+
+uint64_t wf__lock_holder(const void *obj)
+{
+	const wf_lock *l = obj;
+	if (!(__atomic_load_n(&l->state, __ATOMIC_RELAXED) & HELD))
+		return 0;
+	return __atomic_load_n(&l->holder, __ATOMIC_RELAXED);
+}
 
 static wf__htype lock_type = WF__HTYPE_INIT(WF__K_LOCK, struct wf_lock);
 
@@ -204,8 +221,9 @@ int wf_lock_acquire(wf_lock *h, uint64_t timeout_ms)
 	uint32_t s = 0;
 	if (__atomic_compare_exchange_n(&l->state, &s, HELD, false, __ATOMIC_ACQUIRE,
 					__ATOMIC_RELAXED))
-		return 0;
-	return lock_slow(l, timeout_ms);
+		return took(l);
+	int rc = lock_slow(l, timeout_ms);
+	return rc == 0 ? took(l) : rc;
 }
 
 int wf_lock_try_acquire(wf_lock *h)
@@ -216,7 +234,7 @@ int wf_lock_try_acquire(wf_lock *h)
 	uint32_t s = 0;
 	if (__atomic_compare_exchange_n(&l->state, &s, HELD, false, __ATOMIC_ACQUIRE,
 					__ATOMIC_RELAXED))
-		return 0;
+		return took(l);
 	return WF_EBUSY;
 }
 

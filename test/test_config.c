@@ -137,10 +137,12 @@ Test(config, bad_environment_is_named_with_its_range)
 	refused_env("WEFT_STACK_KIB", "18446744073709551616", "is too large", stack);
 
 	/* The flag that was WF_DEBUG_TRACE is refused like any unknown one. */
-	const char *debug = "0 or 1";
+	const char *debug = "0, 1, 4 or 5";
 	refused_env("WEFT_DEBUG", "2", "is out of range", debug);
 	refused_env("WEFT_DEBUG", "3", "is out of range", debug);
 	refused_env("WEFT_DEBUG", "yes", "is not a base-10 number", debug);
+	refused_env("WEFT_SLOW_TASK_MS", "3600001", "is out of range", "0 (the default: 100) to 3600000");
+	refused_env("WEFT_SLOW_TASK_MS", "soon", "is not a base-10 number", "0 (the default: 100) to 3600000");
 	check_no_leaks();
 }
 
@@ -183,7 +185,7 @@ Test(config, bad_fields_are_named_with_their_range)
 
 	wf_config_init(&cfg);
 	cfg.debug = WF_DEBUG_CHECKS | (1u << 1);
-	REFUSED(&cfg, "wf_config.debug is 0x3, unknown flags 0x2", "0 or 1");
+	REFUSED(&cfg, "wf_config.debug is 0x3, unknown flags 0x2", "0, 1, 4 or 5");
 
 	wf_config_init(&cfg);
 	cfg.reserved[3] = 1;

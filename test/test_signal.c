@@ -653,7 +653,7 @@ Test(signal, run_refuses_unknown_signal_flags)
 	cr_assert(strstr(err, "cancel_on_signals") != NULL, "stderr: %s", err);
 	free(err);
 	wf_config_init(&cfg);
-	cfg.reserved_half = 1;
+	cfg.reserved[0] = 1;
 	stderr_capture_begin(&cap);
 	rc = wf_run(&cfg, waits_forever_main, &r, NULL);
 	free(stderr_capture_end(&cap));

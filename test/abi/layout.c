@@ -26,10 +26,22 @@
 /* Option structs: they grow into their reserved words. */
 SIZE(wf_config, 96, 8);
 RESERVED_LAST(wf_config);
-/* 0.x: cancel_on_signals and reserved_half took reserved[0]. */
+/* 0.x: cancel_on_signals and slow_task_ms took reserved[0], hooks
+ * reserved[1]. */
 _Static_assert(offsetof(wf_config, cancel_on_signals) == 32 &&
-		       offsetof(wf_config, reserved) == 40,
+		       offsetof(wf_config, slow_task_ms) == 36 && offsetof(wf_config, hooks) == 40 &&
+		       offsetof(wf_config, reserved) == 48,
 	       "wf_config: a field moved");
+/* Filled by the library; the hooks struct is the program's. */
+SIZE(wf_worker_metrics, 176, 8);
+RESERVED_LAST(wf_worker_metrics);
+SIZE(wf_metrics, 216, 8);
+RESERVED_LAST(wf_metrics);
+SIZE(wf_task_info, 128, 8);
+RESERVED_LAST(wf_task_info);
+SIZE(wf_hooks, 96, 8);
+RESERVED_LAST(wf_hooks);
+SIZE(wf_ctx_token, 32, 8);
 SIZE(wf_spawn_opts, 72, 8);
 RESERVED_LAST(wf_spawn_opts);
 SIZE(wf_queue_opts, 88, 8);
