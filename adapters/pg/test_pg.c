@@ -367,6 +367,9 @@ static void *select_params_main(void *arg)
 		PQclear(r);
 	}
 
+	/* Several statements without parameters: the last one's result. */
+	CHECK_EQ(scalar(c, "SELECT 1; SELECT 2"), 2);
+
 	/* A binary result through wf_pg_query_params. */
 	const char *one[] = {"7"};
 	r = NULL;

@@ -86,8 +86,12 @@ int wf_pg_close(wf_pg *c);
 /* [task] Runs one statement (PQsendQueryParams) with nparams text
  * parameters ($1, $2, ...; params[i] NULL is SQL NULL; params may be NULL
  * when nparams is 0), their types inferred by the server, and waits for
- * its result. 0 and *out: a PGresult of status PGRES_TUPLES_OK or
- * PGRES_COMMAND_OK, which the caller frees with PQclear. Otherwise *out
+ * its result. With no parameters it goes as a simple query (PQsendQuery:
+ * one message, less work for the server), which may hold several
+ * statements separated by semicolons, run as one implicit transaction
+ * (the result is the last one's, as with PQexec).
+ * 0 and *out: a PGresult of status PGRES_TUPLES_OK, PGRES_COMMAND_OK or
+ * PGRES_EMPTY_QUERY, which the caller frees with PQclear. Otherwise *out
  * is NULL and: WF_EIO (the server's error: wf_pg_errmsg, wf_pg_sqlstate),
  * -ECONNRESET (connection lost or broken), WF_ETIMEDOUT, WF_ECANCELED
  * (the query is cancelled on the server; see the rules above), WF_EBUSY,
@@ -99,7 +103,8 @@ int wf_pg_query(wf_pg *c, const char *sql, int nparams, const char *const *param
 
 /* [task] wf_pg_query with every argument of PQsendQueryParams: types
  * (NULL: all inferred), lengths and formats (NULL: all text), and the
- * result's format (0 text, 1 binary). Codes as wf_pg_query. */
+ * result's format (0 text, 1 binary; with 1 the extended protocol is used
+ * even without parameters). Codes as wf_pg_query. */
 int wf_pg_query_params(wf_pg *c, const char *sql, int nparams, const Oid *types,
 		       const char *const *values, const int *lengths, const int *formats,
 		       int result_format, uint64_t timeout_ms, PGresult **out);
