@@ -39,6 +39,22 @@ static bool log_has(const char *part)
 	return has;
 }
 
+/* Waits (20 s at most) until the task named `name` waits on `what`. */
+static bool until_waiting(const char *name, const char *what)
+{
+	static wf_task_info info[256];
+	for (int i = 0; i < 4000; i++) {
+		size_t count;
+		int n = wf_task_list(wf_runtime_current(), info, 256, &count);
+		for (int k = 0; k < n; k++)
+			if (strcmp(info[k].name, name) == 0 && info[k].state == WF_TASK_WAITING &&
+			    strcmp(info[k].waits_on, what) == 0)
+				return true;
+		wf_sleep(5);
+	}
+	return false;
+}
+
 /* ---- metrics ---------------------------------------------------------------- */
 
 static void *tiny(void *arg)
@@ -132,9 +148,19 @@ static void *list_main(void *arg)
 	}
 	for (int i = 0; i < 4; i++)
 		ch[i] = wf_spawn(churner, &c);
-	CHECK_RC(wf_sleep(30), 0);
 	static wf_task_info info[4096];
 	size_t count = 0;
+	/* Until every sleeper waits (a loaded machine may take a while to
+	 * start them all). */
+	uint64_t limit = mono_ns() + 30000000000ull;
+	for (int waiting = 0; waiting < SLEEPERS && mono_ns() < limit;) {
+		CHECK_RC(wf_sleep(5), 0);
+		int n = wf_task_list(wf_runtime_current(), info, 4096, &count);
+		waiting = 0;
+		for (int i = 0; i < n; i++)
+			waiting += strncmp(info[i].name, "sleeper-", 8) == 0 &&
+				   info[i].state == WF_TASK_WAITING;
+	}
 	for (int round = 0; round < 20; round++) {
 		int n = wf_task_list(wf_runtime_current(), info, 4096, &count);
 		CHECK(n >= 0 && (size_t)n == count);
@@ -220,7 +246,8 @@ static void *deadlock_main(void *arg)
 	wf_task *a, *b;
 	CHECK_RC(wf_spawn_ex(dl_a, &d, &oa, &a), 0);
 	CHECK_RC(wf_spawn_ex(dl_b, &d, &ob, &b), 0);
-	CHECK_RC(wf_sleep(100), 0);
+	CHECK(until_waiting("holder-of-l1", "lock"));
+	CHECK(until_waiting("holder-of-l2", "lock"));
 	FILE *f = tmpfile();
 	CHECK(f != NULL);
 	CHECK_RC(wf_task_dump(wf_runtime_current(), f), 0);
@@ -455,7 +482,7 @@ static void *json_main2(void *arg)
 	wf_spawn_opts o = {.name = "quote\"d"};
 	wf_task *t;
 	CHECK_RC(wf_spawn_ex(json_waiter, e, &o, &t), 0);
-	CHECK_RC(wf_sleep(20), 0);
+	CHECK(until_waiting("quote\"d", "event"));
 	char *js = NULL;
 	CHECK_RC(wf_runtime_json(wf_runtime_current(), &js), 0);
 	CHECK_RC(wf_runtime_json(NULL, &js), WF_EINVAL);
