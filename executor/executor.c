@@ -361,8 +361,6 @@ static void job_run(job *j)
 	int rc;
 	if (j->err != 0) {
 		rc = wf_future_fail(j->fut, j->err, j->msg);
-		if (rc == WF_ENOMEM) /* the message could not be copied */
-			rc = wf_future_fail(j->fut, j->err, NULL);
 		value = NULL;
 	} else {
 		rc = wf_future_set(j->fut, value);

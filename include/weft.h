@@ -369,7 +369,8 @@ WF_EXTERN void wf_future_release(wf_future *f);
  * (f is left as it was), WF_EINVAL for NULL or a released future. */
 WF_EXTERN int wf_future_set(wf_future *f, void *value);
 /* [any] Completes f with an error (err < 0) and an optional message
- * (copied). 0, WF_EALREADY, WF_EINVAL (NULL f, err >= 0), WF_ENOMEM. */
+ * (copied; with no memory for the copy, f fails without it: a future is
+ * never left pending). 0, WF_EALREADY, WF_EINVAL (NULL f, err >= 0). */
 WF_EXTERN int wf_future_fail(wf_future *f, int err, const char *msg);
 /* [any] future.cancel(): wf_future_fail(f, WF_ECANCELED, NULL). */
 WF_EXTERN int wf_future_cancel(wf_future *f);

@@ -247,11 +247,9 @@ int wf_future_fail(wf_future *h, int err, const char *msg)
 	wf_future *f = future_hold(h);
 	if (f == NULL)
 		return WF_EINVAL;
-	char *copy = NULL;
-	if (msg != NULL && (copy = strdup(msg)) == NULL) {
-		wf__future_put(f);
-		return WF_ENOMEM;
-	}
+	/* No memory for the message: the future fails without it, since a
+	 * future left pending would hang its awaiters. */
+	char *copy = msg != NULL ? strdup(msg) : NULL;
 	int rc = wf__fcore_complete(&f->core, err, NULL, copy, h);
 	wf__future_put(f);
 	return rc;
