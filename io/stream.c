@@ -16,6 +16,13 @@
  * low-water mark, or zero for close and write_all), and are fired by
  * whoever flushed.
  *
+ * Transports. A stream may have a transport between it and its
+ * descriptor (io/tls.c; the seam is described in io/stream.h): then fill,
+ * send_once and close call it where they would make the system
+ * call, under io->sl. A plain stream has none, and its path is the system
+ * call itself. write_eof on a transport that cannot half-close (TLS) says
+ * WF_ENOSYS.
+ *
  * Lifetime. The handle counts as one reference and every call in progress
  * holds another: close makes the handle stale, wakes the waiters (the
  * source's detach) and drops the handle's reference; the last reference
@@ -53,6 +60,8 @@ struct wf__stream {
 	uint8_t reset;   /* atomic: close with a reset (SO_LINGER 0) */
 	int fd;
 	wf__io *io;
+	const wf__transport *tops; /* NULL: the descriptor itself */
+	void *tctx;
 
 	/* Read side: the reading task's own. */
 	uint32_t reading; /* atomic: a read call is in progress */
@@ -67,6 +76,7 @@ struct wf__stream {
 	int werr;      /* the error that broke the stream */
 	bool wshut;    /* write_eof or close began: no more writes */
 	bool closing;
+	bool send_wants_read; /* the transport's send waits for a readable edge */
 	wf__waitq drainers; /* w->data: the pending count each waits for */
 };
 
@@ -99,6 +109,8 @@ static void stream_free(wf__stream *s)
 {
 	if (s->io != NULL)
 		wf__io_close(s->io);
+	if (s->tops != NULL)
+		s->tops->free(s->tctx);
 	if (s->fd >= 0) {
 		if (__atomic_load_n(&s->reset, __ATOMIC_ACQUIRE) && s->is_socket) {
 			struct linger l = {.l_onoff = 1, .l_linger = 0};
@@ -176,6 +188,57 @@ int wf__stream_wait_connected(wf_stream *h, uint64_t deadline)
 	}
 	wf__stream_put(s);
 	return rc;
+}
+
+static void read_edge(wf__io *io, void *ctx);
+
+void wf__stream_set_transport(wf__stream *s, const wf__transport *ops, void *t)
+{
+	wf__spin_lock(&s->io->sl);
+	s->tops = ops;
+	s->tctx = t;
+	s->io->on_edge[WF__IO_READ] = read_edge;
+	wf__spin_unlock(&s->io->sl);
+}
+
+void *wf__stream_transport_of(wf__stream *s, const wf__transport *ops)
+{
+	wf__spin_lock(&s->io->sl);
+	void *t = s->tops == ops ? s->tctx : NULL;
+	wf__spin_unlock(&s->io->sl);
+	return t;
+}
+
+wf__spinlock *wf__stream_lock(wf__stream *s) { return &s->io->sl; }
+
+int wf__stream_drive(wf__stream *s, int (*step)(void *t, int *want), void *t, bool unlocked,
+		     uint64_t deadline, const char *what)
+{
+	for (;;) {
+		uint32_t tok[2] = {wf__io_token(s->io, WF__IO_READ), wf__io_token(s->io, WF__IO_WRITE)};
+		int want = WF__IO_READ;
+		int r;
+		if (unlocked) {
+			r = step(t, &want);
+		} else {
+			wf__spin_lock(&s->io->sl);
+			r = step(t, &want);
+			wf__spin_unlock(&s->io->sl);
+		}
+		if (r == 0)
+			return 0;
+		if (r > 0) {
+			if (deadline != WF__NO_DEADLINE && wf__now_ns() >= deadline)
+				return WF_ETIMEDOUT;
+			continue;
+		}
+		if (r != WF_EAGAIN)
+			return r;
+		wf__io_clear(s->io, want, tok[want]);
+		int rc = wf__io_wait(s->io, want, deadline, what);
+		if (rc != 0)
+			return rc;
+	}
 }
 
 static void ignore_sigpipe_once(void)
@@ -278,6 +341,7 @@ WF_EXTERN int wf_stream_set_write_buffer_limits(wf_stream *h, size_t high, size_
 /* ---- reading ------------------------------------------------------------ */
 
 static inline size_t buffered(const wf__stream *s) { return s->rend - s->rstart; }
+static inline size_t pending(const wf__stream *s) { return s->wend - s->wstart; }
 
 /* Enters a read call: a reference and the reader's seat. */
 static int reader_enter(const wf_stream *h, wf__stream **out)
@@ -339,6 +403,53 @@ static bool make_room(wf__stream *s, size_t cap)
 	return true;
 }
 
+static void flush_locked(wf__stream *s);
+
+/* fill through the transport. Its recv may return fewer bytes than asked
+ * while the socket still holds more (a record at a time): only WF_EAGAIN
+ * says drained. It is tried without a ready bit when it holds bytes
+ * already, and at once after every wait (which may have been for the
+ * other direction). */
+static int fill_transport(wf__stream *s, size_t cap, uint64_t deadline)
+{
+	bool go = false;
+	for (;;) {
+		size_t room = s->rcap - s->rend;
+		if (room > cap - buffered(s))
+			room = cap - buffered(s);
+		uint32_t tok[2] = {wf__io_token(s->io, WF__IO_READ), wf__io_token(s->io, WF__IO_WRITE)};
+		int want = WF__IO_READ;
+		ssize_t n;
+		wf__spin_lock(&s->io->sl);
+		if (!go && !wf__io_is_ready(tok[WF__IO_READ]) && !s->tops->has_pending(s->tctx)) {
+			n = WF_EAGAIN;
+		} else {
+			n = s->tops->recv(s->tctx, s->rbuf + s->rend, room, &want);
+			/* A send that waited for bytes to come may go on now. */
+			if (n > 0 && s->send_wants_read && pending(s) > 0)
+				flush_locked(s);
+		}
+		wf__spin_unlock(&s->io->sl);
+		if (n > 0) {
+			s->rend += (size_t)n;
+			return 0;
+		}
+		if (n == 0) {
+			s->eof = true;
+			return 0;
+		}
+		if (n != WF_EAGAIN) {
+			s->rerr = (int)n;
+			return 0;
+		}
+		wf__io_clear(s->io, want, tok[want]);
+		int rc = wf__io_wait(s->io, want, deadline, "stream read");
+		if (rc != 0)
+			return rc;
+		go = true;
+	}
+}
+
 /* Reads more into the buffer (which may hold up to cap). 0 once bytes
  * came, the end was reached or an error was recorded (s->eof, s->rerr);
  * WF_ELIMIT when cap bytes are buffered already; a wait's code. */
@@ -348,6 +459,8 @@ static int fill(wf__stream *s, size_t cap, uint64_t deadline)
 		return 0;
 	if (!make_room(s, cap))
 		return buffered(s) >= cap ? WF_ELIMIT : WF_ENOMEM;
+	if (__builtin_expect(s->tops != NULL, 0))
+		return fill_transport(s, cap, deadline);
 	for (;;) {
 		uint32_t tok = wf__io_token(s->io, WF__IO_READ);
 		if (wf__io_is_ready(tok)) {
@@ -612,8 +725,6 @@ WF_EXTERN bool wf_stream_at_eof(const wf_stream *h)
 
 /* ---- writing ------------------------------------------------------------ */
 
-static inline size_t pending(const wf__stream *s) { return s->wend - s->wstart; }
-
 static ssize_t sys_write(wf__stream *s, const void *buf, size_t n)
 {
 	ssize_t r;
@@ -621,6 +732,55 @@ static ssize_t sys_write(wf__stream *s, const void *buf, size_t n)
 		r = s->is_socket ? send(s->fd, buf, n, MSG_NOSIGNAL) : write(s->fd, buf, n);
 	while (r < 0 && errno == EINTR);
 	return r;
+}
+
+/* send_once through the transport: a short count says nothing of the
+ * socket (a record at a time), only WF_EAGAIN does. */
+static ssize_t send_transport(wf__stream *s, const void *p, size_t n, uint32_t wtok)
+{
+	uint32_t rtok = wf__io_token(s->io, WF__IO_READ);
+	int want = WF__IO_WRITE;
+	ssize_t r = s->tops->send(s->tctx, p, n, &want);
+	if (r > 0) {
+		s->send_wants_read = false;
+		return r;
+	}
+	if (r != WF_EAGAIN)
+		return r < 0 ? r : WF_EIO;
+	if (want == WF__IO_WRITE) {
+		wf__io_clear(s->io, WF__IO_WRITE, wtok);
+	} else {
+		/* The readable edge (read_edge) or the reader's next bytes
+		 * call the flush again. */
+		wf__io_clear(s->io, WF__IO_READ, rtok);
+		s->send_wants_read = true;
+	}
+	return 0;
+}
+
+/* Sends up to n bytes in one call, io->sl held: the count, 0 when the
+ * socket takes nothing now (its ready bit is cleared: an edge will call
+ * the flush), or the error that breaks the stream. */
+static inline ssize_t send_once(wf__stream *s, const void *p, size_t n)
+{
+	for (;;) {
+		uint32_t tok = wf__io_token(s->io, WF__IO_WRITE);
+		if (!wf__io_is_ready(tok))
+			return 0;
+		if (__builtin_expect(s->tops != NULL, 0))
+			return send_transport(s, p, n, tok);
+		ssize_t r = sys_write(s, p, n);
+		if (r > 0) {
+			if ((size_t)r < n)
+				wf__io_clear(s->io, WF__IO_WRITE, tok);
+			return r;
+		}
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			wf__io_clear(s->io, WF__IO_WRITE, tok);
+			continue;
+		}
+		return r < 0 ? -errno : WF_EIO;
+	}
 }
 
 /* Fires the drainers whose mark the queue is down to (all of them, with
@@ -642,22 +802,13 @@ static void fire_drainers(wf__stream *s)
 static void flush_locked(wf__stream *s)
 {
 	while (pending(s) > 0 && s->werr == 0) {
-		uint32_t tok = wf__io_token(s->io, WF__IO_WRITE);
-		if (!wf__io_is_ready(tok))
-			break;
-		ssize_t r = sys_write(s, s->wbuf + s->wstart, pending(s));
-		if (r > 0) {
-			size_t before = pending(s);
+		ssize_t r = send_once(s, s->wbuf + s->wstart, pending(s));
+		if (r > 0)
 			s->wstart += (size_t)r;
-			if ((size_t)r < before)
-				wf__io_clear(s->io, WF__IO_WRITE, tok);
-			continue;
-		}
-		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			wf__io_clear(s->io, WF__IO_WRITE, tok);
-			continue;
-		}
-		s->werr = r < 0 ? -errno : WF_EIO;
+		else if (r == 0)
+			break;
+		else
+			s->werr = (int)r;
 	}
 	if (pending(s) == 0 || s->werr != 0)
 		s->wstart = s->wend = 0;
@@ -671,6 +822,16 @@ static void flush_edge(wf__io *io, void *ctx)
 	(void)io;
 	wf__stream *s = ctx;
 	if (pending(s) > 0)
+		flush_locked(s);
+}
+
+/* A transport's readable edge: a send that waited for bytes to come (TLS
+ * renegotiation) goes on. */
+static void read_edge(wf__io *io, void *ctx)
+{
+	(void)io;
+	wf__stream *s = ctx;
+	if (s->send_wants_read && pending(s) > 0)
 		flush_locked(s);
 }
 
@@ -715,24 +876,17 @@ WF_EXTERN int wf_stream_write(wf_stream *h, const void *buf, size_t n)
 		 * almost every write ends. */
 		if (pending(s) == 0) {
 			while (n > 0) {
-				uint32_t tok = wf__io_token(s->io, WF__IO_WRITE);
-				if (!wf__io_is_ready(tok))
-					break;
-				ssize_t r = sys_write(s, p, n);
+				ssize_t r = send_once(s, p, n);
 				if (r > 0) {
-					if ((size_t)r < n)
-						wf__io_clear(s->io, WF__IO_WRITE, tok);
 					p += r;
 					n -= (size_t)r;
 					continue;
 				}
-				if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-					wf__io_clear(s->io, WF__IO_WRITE, tok);
-					continue;
+				if (r < 0) {
+					s->werr = (int)r;
+					rc = s->werr;
+					fire_drainers(s);
 				}
-				s->werr = r < 0 ? -errno : WF_EIO;
-				rc = s->werr;
-				fire_drainers(s);
 				break;
 			}
 		}
@@ -809,6 +963,10 @@ WF_EXTERN int wf_stream_write_eof(wf_stream *h, uint64_t timeout_ms)
 	wf__stream *s = wf__stream_get(h);
 	if (s == NULL)
 		return WF_EINVAL;
+	if (s->tops != NULL && !s->tops->half_close) {
+		wf__stream_put(s);
+		return WF_ENOSYS;
+	}
 	int rc = wait_flushed(s, 0, wf__deadline_after_ms(timeout_ms), "stream write_eof");
 	if (rc == 0) {
 		wf__spin_lock(&s->io->sl);
@@ -854,6 +1012,25 @@ static bool close_begin(wf__stream *s)
 	return true;
 }
 
+/* The transport's end of a flushed stream (TLS: close_notify, then the
+ * peer's), unless another close or write_eof began it. The peer's end is
+ * waited for only if the reader's seat is free: a task reading holds it,
+ * and will see WF_ECLOSED instead. */
+static int close_transport(wf__stream *s, uint64_t deadline)
+{
+	wf__spin_lock(&s->io->sl);
+	bool first = !s->closing && !s->wshut;
+	s->wshut = true; /* writes from now on get WF_EINVAL */
+	wf__spin_unlock(&s->io->sl);
+	if (!first)
+		return 0;
+	bool seat = !__atomic_exchange_n(&s->reading, 1, __ATOMIC_ACQUIRE);
+	int rc = s->tops->shutdown(s, s->tctx, seat, deadline);
+	if (seat)
+		__atomic_store_n(&s->reading, 0, __ATOMIC_RELEASE);
+	return rc;
+}
+
 WF_EXTERN int wf_stream_close(wf_stream *h, uint64_t timeout_ms)
 {
 	wf__stream *s = wf__stream_get(h);
@@ -861,9 +1038,12 @@ WF_EXTERN int wf_stream_close(wf_stream *h, uint64_t timeout_ms)
 		return WF_EINVAL;
 	int rc = 0;
 	if (wf__in_task() && !__atomic_load_n(&s->reset, __ATOMIC_ACQUIRE)) {
-		rc = wait_flushed(s, 0, wf__deadline_after_ms(timeout_ms), "stream close");
+		uint64_t deadline = wf__deadline_after_ms(timeout_ms);
+		rc = wait_flushed(s, 0, deadline, "stream close");
 		if (rc == WF_ECLOSED)
 			rc = 0;
+		if (rc == 0 && s->tops != NULL)
+			rc = close_transport(s, deadline);
 	}
 	if (close_begin(s))
 		wf__stream_put(s); /* the handle's */
