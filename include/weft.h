@@ -87,6 +87,8 @@ WF_EXTERN const char *wf_version_string(void);
 	X(ELIMIT, -4007, "over the buffer's limit")                            \
 	X(ECLOSED, -4008, "closed while waiting")                              \
 	X(ENONAME, -4009, "no such host or service")                           \
+	X(ETLS, -4010, "TLS handshake or protocol failure")                    \
+	X(ECERT, -4011, "peer certificate refused")                            \
 	X(EOF, -4095, "end of file")
 
 enum wf_errno {
@@ -414,5 +416,6 @@ WF_EXTERN int wf_future_add_done_callback(wf_future *f, wf_done_cb cb, void *arg
 #include "weft/context.h"  /* context variables */
 #include "weft/timer.h"    /* callbacks on the loop, loop time, intervals */
 #include "weft/observe.h"  /* metrics, task dump, log, hooks */
+#include "weft/tls.h"      /* TLS streams and servers (OpenSSL) */
 
 #endif /* WEFT_H */

@@ -78,4 +78,18 @@ int wf__getaddrinfo_until(const char *host, const char *service, const struct ad
  * Streams, servers, connections (io/stream.c, io/server.c, io/connect.c)
  * ====================================================================== */
 
+/* ========================================================================
+ * TLS (io/tls.c with OpenSSL, io/tls_off.c without: there the calls below
+ * are never reached, since every public entry returns WF_ENOSYS first)
+ * ====================================================================== */
+
+/* Another reference to ctx; wf_tls_ctx_free drops one. */
+void wf__tls_ctx_ref(wf_tls_ctx *ctx);
+/* Whether ctx was made by wf_tls_ctx_new_server. */
+bool wf__tls_ctx_is_server(const wf_tls_ctx *ctx);
+/* [task] The server's handshake on the accepted stream h (not yet handed
+ * to anyone), bounded by ctx's handshake timeout. 0, WF_ETLS, WF_ECERT,
+ * WF_ETIMEDOUT, WF_ECANCELED, -errno. */
+int wf__tls_accept(wf_stream *h, wf_tls_ctx *ctx);
+
 #endif

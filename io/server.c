@@ -15,6 +15,11 @@
  * port: bind checks cannot report EADDRINUSE against another server that
  * set it too (they do against every other socket).
  *
+ * A TLS server (wf_start_tls_server) is the same server whose connection
+ * tasks make the TLS handshake (io/tls.c) before they call the handler;
+ * the handshake is bounded by the context's handshake timeout, and a
+ * connection whose handshake fails is closed without calling it.
+ *
  * Running out of descriptors (EMFILE, ENFILE) or memory in accept does not
  * stop the server or spin: the accept task sleeps 5 ms, doubling up to 1 s
  * while it lasts, as Go's net package does, and the connections already
@@ -34,6 +39,7 @@
 
 #include "weft.h"
 
+#include "io/io_internal.h"
 #include "io/stream.h"
 #include "runtime/abi.h"
 #include "runtime/clock.h"
@@ -69,6 +75,7 @@ struct wf__server {
 	wf__spinlock sl; /* guards what follows */
 	wf_conn_handler handler;
 	void *arg;
+	wf_tls_ctx *tls; /* a reference, or NULL: plain */
 	size_t max_conns, limit;
 	size_t live;
 	size_t reserved; /* accept calls under way that the limit counts */
@@ -117,6 +124,11 @@ static void *conn_main(void *arg)
 	if (wf_worker_id() != (int)c->worker)
 		wf_move_to_worker(c->worker);
 	wf__task_set_home(true, false);
+	if (srv->tls != NULL && wf__tls_accept(c->stream, srv->tls) != 0) {
+		wf_stream_close(c->stream, 0);
+		conn_end(c);
+		return NULL;
+	}
 	srv->handler(c->stream, srv->arg);
 	/* The handler may have closed it (then this is a stale handle). A
 	 * cancelled handler (a shutdown) gets no flush. */
@@ -344,6 +356,8 @@ static void server_free(wf__server *srv)
 			close(srv->ls[i].fd);
 	free(srv->ls);
 	free(srv->unix_path);
+	if (srv->tls != NULL)
+		wf_tls_ctx_free(srv->tls);
 	wf__hobj_free(&server_type, srv);
 }
 
@@ -407,8 +421,8 @@ static int listen_addrs(const char *host, unsigned port, struct addrinfo **res,
 	return wf_getaddrinfo(host, serv, &hints, WF_FOREVER, res);
 }
 
-WF_EXTERN int wf_start_server(const char *host, unsigned port, wf_conn_handler handler,
-			      void *arg, const wf_server_opts *opts, wf_server **out)
+static int start_tcp(const char *host, unsigned port, wf_conn_handler handler, void *arg,
+		     const wf_server_opts *opts, wf_tls_ctx *tls, wf_server **out)
 {
 	if (handler == NULL || out == NULL || port > 65535 || check_opts(opts) != 0)
 		return WF_EINVAL;
@@ -430,6 +444,10 @@ WF_EXTERN int wf_start_server(const char *host, unsigned port, wf_conn_handler h
 	int backlog = opts != NULL && opts->backlog > 0 ? opts->backlog : DEFAULT_BACKLOG;
 
 	wf__server *srv = server_new(handler, arg, opts);
+	if (srv != NULL && tls != NULL) {
+		wf__tls_ctx_ref(tls);
+		srv->tls = tls;
+	}
 	if (srv == NULL || (srv->ls = calloc((size_t)naddr * per, sizeof(listener))) == NULL) {
 		if (srv != NULL)
 			server_free(srv);
@@ -472,6 +490,23 @@ WF_EXTERN int wf_start_server(const char *host, unsigned port, wf_conn_handler h
 	}
 	srv->port = bport;
 	return start_accepting(srv, out);
+}
+
+WF_EXTERN int wf_start_server(const char *host, unsigned port, wf_conn_handler handler,
+			      void *arg, const wf_server_opts *opts, wf_server **out)
+{
+	return start_tcp(host, port, handler, arg, opts, NULL, out);
+}
+
+WF_EXTERN int wf_start_tls_server(const char *host, unsigned port, wf_tls_ctx *ctx,
+				  wf_conn_handler handler, void *arg, const wf_server_opts *opts,
+				  wf_server **out)
+{
+	if (!wf_tls_available())
+		return WF_ENOSYS;
+	if (ctx == NULL || !wf__tls_ctx_is_server(ctx))
+		return WF_EINVAL;
+	return start_tcp(host, port, handler, arg, opts, ctx, out);
 }
 
 WF_EXTERN int wf_start_unix_server(const char *path, wf_conn_handler handler, void *arg,
