@@ -6,10 +6,14 @@
  *
  *   http_server [--host H] [--port P] [--threads T] [--requests N]
  *               [--seconds S] [--max-request BYTES]
+ *               [--cert CHAIN.pem [--key KEY.pem]]
  *
  *   GET  /        "Hello, World!" (text/plain)
  *   GET  /worker  the worker that served the request
  *   POST /echo    the request's body back
+ *
+ * With --cert (and --key, unless the key is in the same file) it serves
+ * HTTPS instead (wf_start_tls_server): the same handler on TLS streams.
  *
  * It prints "listening on http://HOST:PORT/" once it accepts (--port 0:
  * a free port), and runs until SIGINT or SIGTERM, until it has answered N
@@ -37,6 +41,7 @@ struct options {
 	uint64_t requests; /* 0: no limit */
 	uint64_t seconds;  /* 0: no limit */
 	size_t max_request;
+	const char *cert, *key; /* HTTPS when cert is set */
 };
 
 static struct options opt = {.host = "127.0.0.1", .port = 8080, .max_request = 64 * 1024};
@@ -119,14 +124,33 @@ static void *main_task(void *arg)
 	int rc = wf_event_new(&enough);
 	if (rc != 0)
 		return wf_fail(rc, "event");
-	rc = wf_start_server(opt.host, opt.port, http_conn_serve, cfg, NULL, &srv);
+	if (opt.cert != NULL) {
+		/* HTTPS: the same handler; the streams are TLS. */
+		wf_tls_opts to = WF_TLS_OPTS_INIT;
+		to.cert_file = opt.cert;
+		to.key_file = opt.key;
+		wf_tls_ctx *tls;
+		char *why = NULL;
+		rc = wf_tls_ctx_new_server(&to, &tls, &why);
+		if (rc != 0) {
+			fprintf(stderr, "http_server: %s: %s\n", opt.cert, why != NULL ? why : wf_strerror(rc));
+			free(why);
+			wf_event_free(enough);
+			return wf_fail(rc, "TLS");
+		}
+		rc = wf_start_tls_server(opt.host, opt.port, tls, http_conn_serve, cfg, NULL, &srv);
+		wf_tls_ctx_free(tls); /* the server holds its own reference */
+	} else {
+		rc = wf_start_server(opt.host, opt.port, http_conn_serve, cfg, NULL, &srv);
+	}
 	if (rc != 0) {
 		fprintf(stderr, "http_server: cannot listen on %s:%u: %s\n", opt.host, opt.port,
 			wf_strerror(rc));
 		wf_event_free(enough);
 		return wf_fail(rc, "listen");
 	}
-	printf("listening on http://%s:%d/ (%u workers)\n", opt.host, wf_server_port(srv),
+	printf("listening on %s://%s:%d/ (%u workers)\n", opt.cert != NULL ? "https" : "http",
+	       opt.host, wf_server_port(srv),
 	       wf_runtime_workers(wf_runtime_current()));
 	fflush(stdout);
 	rc = wf_event_wait(enough, opt.seconds ? opt.seconds * 1000 : WF_FOREVER);
@@ -147,7 +171,8 @@ static void *main_task(void *arg)
 static void usage(FILE *to)
 {
 	fprintf(to, "usage: http_server [--host H] [--port P] [--threads T] [--requests N]\n"
-		    "                   [--seconds S] [--max-request BYTES]\n");
+		    "                   [--seconds S] [--max-request BYTES]\n"
+		    "                   [--cert CHAIN.pem [--key KEY.pem]]\n");
 }
 
 static bool number(const char *s, uint64_t max, uint64_t *out)
@@ -182,6 +207,10 @@ int main(int argc, char **argv)
 			opt.seconds = x;
 		} else if (strcmp(a, "--max-request") == 0 && number(v, SIZE_MAX / 2, &x) && x > 0) {
 			opt.max_request = (size_t)x;
+		} else if (strcmp(a, "--cert") == 0 && v != NULL) {
+			opt.cert = v;
+		} else if (strcmp(a, "--key") == 0 && v != NULL) {
+			opt.key = v;
 		} else {
 			fprintf(stderr, "http_server: bad argument %s%s%s\n", a, v ? " " : "",
 				v ? v : "");
@@ -189,6 +218,10 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		i++;
+	}
+	if (opt.key != NULL && opt.cert == NULL) {
+		fprintf(stderr, "http_server: --key needs --cert\n");
+		return 2;
 	}
 	http_conn_config cfg = http_cfg;
 	cfg.max_request = opt.max_request;
