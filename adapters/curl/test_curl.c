@@ -1,6 +1,7 @@
 /*
  * The HTTP client adapter (weft/curl.h) against weft's demo HTTP server
- * (demo/http_server, started by each test on a free loopback port): GET
+ * (demo/http_server, started by each test on a free loopback port; over
+ * TLS too, with a CA the test makes, and refused without it): GET
  * and POST with their bodies and headers, 200 requests at once on 2
  * workers, a refused connection, a server that accepts and never answers
  * (timeouts: the request's, the client's default, a timeout scope,
@@ -36,10 +37,13 @@ static int server_out = -1;
 static unsigned server_port;
 
 /* Starts demo/http_server on 127.0.0.1, port 0, and reads its port from
- * "listening on http://127.0.0.1:PORT/". Skips the test without one. */
-static void server_start(void)
+ * "listening on http[s]://127.0.0.1:PORT/"; with cert and key, it serves
+ * HTTPS. Skips the test without one. */
+static void server_start_with(const char *cert, const char *key)
 {
 #ifndef WEFT_HTTP_SERVER
+	(void)cert;
+	(void)key;
 	cr_skip_test("no demo HTTP server (llhttp's sources were not found)");
 #else
 	int p[2];
@@ -49,9 +53,14 @@ static void server_start(void)
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives the test */
 		dup2(p[1], 1);
-		execl(WEFT_HTTP_SERVER, WEFT_HTTP_SERVER, "--host", "127.0.0.1", "--port", "0",
-		      "--threads", "2", "--seconds", "200", "--max-request", "1048576",
-		      (char *)NULL);
+		if (cert != NULL)
+			execl(WEFT_HTTP_SERVER, WEFT_HTTP_SERVER, "--host", "127.0.0.1", "--port",
+			      "0", "--threads", "2", "--seconds", "200", "--cert", cert, "--key",
+			      key, (char *)NULL);
+		else
+			execl(WEFT_HTTP_SERVER, WEFT_HTTP_SERVER, "--host", "127.0.0.1", "--port",
+			      "0", "--threads", "2", "--seconds", "200", "--max-request",
+			      "1048576", (char *)NULL);
 		_exit(127);
 	}
 	close(p[1]);
@@ -67,11 +76,16 @@ static void server_start(void)
 		len += (size_t)n;
 	}
 	line[len] = '\0';
-	const char *at = strstr(line, "http://127.0.0.1:");
+	const char *at = strstr(line, "://127.0.0.1:");
 	cr_assert_not_null(at, "unexpected line from the demo server: %s", line);
-	server_port = (unsigned)strtoul(at + strlen("http://127.0.0.1:"), NULL, 10);
+	server_port = (unsigned)strtoul(at + strlen("://127.0.0.1:"), NULL, 10);
 	cr_assert_gt(server_port, 0);
 #endif
+}
+
+static void server_start(void)
+{
+	server_start_with(NULL, NULL);
 }
 
 static void server_stop(void)
@@ -646,4 +660,81 @@ Test(curl, bad_input)
 	wf_http_response r;
 	cr_assert_eq(wf_http_get(NULL, "http://127.0.0.1:1/", 100, &r), WF_ENOTTASK);
 	cr_assert_eq(wf_http_client_free((wf_http_client *)1), WF_ENOTTASK);
+}
+
+/* ---- HTTPS against the demo server over TLS ------------------------------- */
+
+static char cert_dir[64];
+
+static void https_start(void)
+{
+	if (!wf_tls_available())
+		cr_skip_test("weft was built without TLS: the demo server cannot serve HTTPS");
+	if (system("command -v openssl >/dev/null 2>&1") != 0)
+		cr_skip_test("no openssl command to make certificates with");
+	snprintf(cert_dir, sizeof(cert_dir), "/tmp/weft-curl-XXXXXX");
+	cr_assert_not_null(mkdtemp(cert_dir));
+	char cmd[2048];
+	const char *k = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && exec >log 2>&1 && "
+		 "openssl req -x509 %s -keyout ca.key -out ca.pem -subj /CN=weft-curl-ca -days 2 "
+		 "  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=keyCertSign,cRLSign && "
+		 "openssl req %s -keyout leaf.key -out leaf.csr -subj /CN=localhost && "
+		 "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ok.ext && "
+		 "openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+		 "  -extfile ok.ext -out leaf.pem",
+		 cert_dir, k, k);
+	cr_assert_eq(system(cmd), 0, "making the certificates failed (see %s/log)", cert_dir);
+	char cert[128], key[128];
+	snprintf(cert, sizeof(cert), "%s/leaf.pem", cert_dir);
+	snprintf(key, sizeof(key), "%s/leaf.key", cert_dir);
+	server_start_with(cert, key);
+}
+
+static void https_stop(void)
+{
+	server_stop();
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", cert_dir);
+	if (cert_dir[0] != '\0' && system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", cert_dir);
+}
+
+static void *https_main(void *arg)
+{
+	(void)arg;
+	char ca[128], u[128];
+	snprintf(ca, sizeof(ca), "%s/ca.pem", cert_dir);
+	snprintf(u, sizeof(u), "https://127.0.0.1:%u/", server_port);
+	/* Verified against the CA the test made: the demo server's answer. */
+	wf_http_client_opts o = WF_HTTP_CLIENT_OPTS_INIT;
+	o.ca_file = ca;
+	wf_http_client *c;
+	if (!CHECK_RC(wf_http_client_new(&o, &c), 0))
+		return NULL;
+	wf_http_response r;
+	for (int i = 0; i < 20; i++) {
+		if (!CHECK_RC(wf_http_get(c, u, 10000, &r), 0))
+			break;
+		CHECK_EQ(r.status, 200);
+		CHECK(r.body_len == 13 && strcmp(r.body, "Hello, World!") == 0);
+		wf_http_response_clear(&r);
+	}
+	CHECK_RC(wf_http_client_free(c), 0);
+	/* Without the CA, the certificate is refused: an error, no answer. */
+	wf_http_client *plain;
+	if (!CHECK_RC(wf_http_client_new(NULL, &plain), 0))
+		return NULL;
+	int rc = wf_http_get(plain, u, 10000, &r);
+	CHECK(rc < 0);
+	if (rc == 0)
+		wf_http_response_clear(&r);
+	CHECK_RC(wf_http_client_free(plain), 0);
+	return NULL;
+}
+
+Test(curl, https_against_the_demo_server_over_tls, .init = https_start, .fini = https_stop)
+{
+	run_weft(2, https_main, NULL);
 }
