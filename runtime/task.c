@@ -788,6 +788,7 @@ int wf_sleep(uint64_t ms)
 	int rc = wf__wait_prepare(&w, NULL);
 	if (rc != 0)
 		return rc;
+	w->what = "sleep"; /* for task dumps */
 	rc = wf__wait(w, wf__deadline_after_ms(ms));
 	return rc == WF_ETIMEDOUT ? 0 : rc;
 }
