@@ -1,7 +1,8 @@
 /*
  * Seeing inside a running runtime (include/weft/observe.h): metrics, the
- * task dump and its JSON, the log and the exception handler, and debug
- * mode's watchdog and end-of-run reports.
+ * task dump and its JSON, the log and the exception handler, debug mode's
+ * watchdog and end-of-run reports, and starting and stopping the live
+ * console (console.c, WEFT_CONSOLE), which serves this file's JSON.
  *
  * Reading live state. Workers write their counters with relaxed stores of
  * their own (WF__COUNT) and nothing else; readers here load them relaxed.
@@ -24,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "console.h"
 #include "rt.h"
 #include "subsystem.h"
 
@@ -123,8 +125,8 @@ static void worker_metrics(wf__worker *w, wf_worker_metrics *m)
 			 (__atomic_load_n(&w->lifo, __ATOMIC_RELAXED) != NULL);
 	RACY_READS_BEGIN();
 	m->timers = w->timers.len - w->timers.stale;
-	RACY_READS_END();
 	m->busy = __atomic_load_n(&w->current, __ATOMIC_RELAXED) != NULL;
+	RACY_READS_END();
 }
 
 int wf_runtime_metrics(wf_runtime *rt, wf_metrics *total, wf_worker_metrics *per_worker, size_t n)
@@ -454,81 +456,256 @@ static void sb_str(sbuf *b, const char *s)
 	sb_add(b, "\"");
 }
 
-#define JU(name, v) sb_add(&b, "\"%s\":%llu", name, (unsigned long long)(v))
+#define JU(name, v) sb_add(b, "\"%s\":%llu", name, (unsigned long long)(v))
+
+/* "metrics":{...},"workers":[...] */
+static void json_metrics(sbuf *b, wf_runtime *rt, const wf_metrics *m,
+			 const wf_worker_metrics *wm, size_t nw)
+{
+	sb_add(b, "\"metrics\":{");
+	JU("workers", m->workers), sb_add(b, ","), JU("uptime_ns", m->uptime_ns), sb_add(b, ",");
+	JU("spawned", m->spawned), sb_add(b, ","), JU("finished", m->finished), sb_add(b, ",");
+	JU("live", m->live), sb_add(b, ","), JU("polls", m->polls), sb_add(b, ",");
+	JU("steals", m->steals), sb_add(b, ","), JU("inbox", m->inbox), sb_add(b, ",");
+	JU("injected", m->injected), sb_add(b, ","), JU("parks", m->parks), sb_add(b, ",");
+	JU("park_ns", m->park_ns), sb_add(b, ","), JU("io_polls", m->io_polls), sb_add(b, ",");
+	JU("io_events", m->io_events), sb_add(b, ","), JU("timers_fired", m->timers_fired);
+	sb_add(b, ","), JU("timers", m->timers), sb_add(b, ","), JU("busy_workers", m->busy_workers);
+	sb_add(b, ","), JU("pool_threads", m->pool_threads), sb_add(b, ",");
+	JU("pool_idle", m->pool_idle), sb_add(b, ","), JU("pool_queued", m->pool_queued);
+	sb_add(b, "},\"workers\":[");
+	for (size_t i = 0; i < nw; i++) {
+		const wf_worker_metrics *w = &wm[i];
+		/* Parked: asleep in its loop for lack of work (or about to). */
+		int parked = __atomic_load_n(&rt->workers[i].sleeping, __ATOMIC_RELAXED) != 0;
+		sb_add(b, "%s{", i ? "," : "");
+		JU("id", i), sb_add(b, ","), JU("busy", w->busy), sb_add(b, ",\"parked\":%d,", parked);
+		JU("spawned", w->spawned), sb_add(b, ","), JU("finished", w->finished);
+		sb_add(b, ","), JU("polls", w->polls), sb_add(b, ","), JU("steals", w->steals);
+		sb_add(b, ","), JU("inbox", w->inbox), sb_add(b, ","), JU("injected", w->injected);
+		sb_add(b, ","), JU("parks", w->parks), sb_add(b, ","), JU("park_ns", w->park_ns);
+		sb_add(b, ","), JU("io_polls", w->io_polls), sb_add(b, ",");
+		JU("io_events", w->io_events), sb_add(b, ","), JU("timers_fired", w->timers_fired);
+		sb_add(b, ","), JU("queue_depth", w->queue_depth), sb_add(b, ",");
+		JU("timers", w->timers), sb_add(b, "}");
+	}
+	sb_add(b, "]");
+}
+
+/* How long t has run on its worker without suspending, if runs (the
+ * console's samples) knows: -1 otherwise. */
+static int64_t running_ns(const wf_task_info *t, const wf__run_clock *runs, size_t nw,
+			  uint64_t now)
+{
+	if (runs == NULL || t->state != WF_TASK_RUNNING || t->worker < 0 ||
+	    (size_t)t->worker >= nw)
+		return -1;
+	const wf__run_clock *r = &runs[t->worker];
+	if (r->id != t->id || r->since == 0 || now < r->since)
+		return 0;
+	return (int64_t)(now - r->since);
+}
+
+typedef struct ranked {
+	const wf_task_info *t;
+	uint64_t key;
+} ranked;
+
+static int by_key_desc(const void *a, const void *b)
+{
+	uint64_t x = ((const ranked *)a)->key, y = ((const ranked *)b)->key;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static int by_key_asc(const void *a, const void *b)
+{
+	return -by_key_desc(a, b);
+}
+
+/* The name of the task with that id, by the ids sorted (may be NULL). */
+static const char *name_of(const ranked *ids, size_t n, uint64_t id)
+{
+	ranked key = {.key = id};
+	const ranked *r = ids != NULL ? bsearch(&key, ids, n, sizeof(*ids), by_key_asc) : NULL;
+	return r != NULL ? r->t->name : NULL;
+}
+
+/* One task's object; ids (may be NULL) names the task it waits for. */
+static void json_task(sbuf *b, const wf_task_info *t, int64_t run_ns, const ranked *ids, size_t n)
+{
+	sb_add(b, "{");
+	JU("id", t->id), sb_add(b, ",\"name\":"), sb_str(b, t->name);
+	sb_add(b, ",\"state\":"), sb_str(b, state_name(t->state));
+	sb_add(b, ",\"worker\":%d", t->worker);
+	if (t->spawn_file != NULL) {
+		char site[300];
+		snprintf(site, sizeof(site), "%s:%d", t->spawn_file, t->spawn_line);
+		sb_add(b, ",\"spawned\":"), sb_str(b, site);
+	}
+	if (t->waits_on != NULL) {
+		sb_add(b, ",\"waits_on\":"), sb_str(b, t->waits_on);
+		sb_add(b, ","), JU("waits_task", t->waits_task);
+		const char *other = t->waits_task != 0 ? name_of(ids, n, t->waits_task) : NULL;
+		if (other != NULL)
+			sb_add(b, ",\"waits_task_name\":"), sb_str(b, other);
+		sb_add(b, ","), JU("waiting_ns", t->waiting_ns);
+	}
+	if (run_ns >= 0)
+		sb_add(b, ","), JU("running_ns", run_ns);
+	sb_add(b, ",\"cancelling\":%d}", t->cancelling);
+}
+
+/* "tasks":[...]: every task, or (top > 0) the top running ones by time
+ * run and the top waiting ones by time waited, then (WF__JSON_SUMMARY)
+ * "task_count" and "states". false when out of memory. */
+static bool json_tasks(sbuf *b, unsigned parts, const wf_task_info *v, size_t n,
+		       const wf__run_clock *runs, size_t nw, size_t top)
+{
+	uint64_t now = wf__now_ns();
+	/* The tasks by id, to name the task each one waits for. */
+	ranked *ids = malloc((n ? n : 1) * sizeof(*ids));
+	if (ids == NULL)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		ids[i] = (ranked){.t = &v[i], .key = v[i].id};
+	qsort(ids, n, sizeof(*ids), by_key_asc);
+	sb_add(b, "\"tasks\":[");
+	if (top == 0) {
+		for (size_t i = 0; i < n; i++) {
+			sb_add(b, "%s", i ? "," : "");
+			json_task(b, &v[i], running_ns(&v[i], runs, nw, now), ids, n);
+		}
+	} else {
+		ranked *r = malloc((n ? n : 1) * sizeof(*r));
+		if (r == NULL) {
+			free(ids);
+			return false;
+		}
+		size_t listed = 0;
+		for (int state = WF_TASK_RUNNING; state <= WF_TASK_WAITING; state += 2) {
+			size_t k = 0;
+			for (size_t i = 0; i < n; i++) {
+				if (v[i].state != state)
+					continue;
+				int64_t run = running_ns(&v[i], runs, nw, now);
+				r[k].t = &v[i];
+				r[k++].key = state == WF_TASK_WAITING ? v[i].waiting_ns
+					     : run > 0		   ? (uint64_t)run
+									   : 0;
+			}
+			qsort(r, k, sizeof(*r), by_key_desc);
+			for (size_t i = 0; i < k && i < top; i++) {
+				sb_add(b, "%s", listed++ ? "," : "");
+				json_task(b, r[i].t, running_ns(r[i].t, runs, nw, now), ids, n);
+			}
+		}
+		free(r);
+	}
+	free(ids);
+	sb_add(b, "]");
+	if (parts & WF__JSON_SUMMARY) {
+		size_t count[4] = {0};
+		for (size_t i = 0; i < n; i++)
+			if (v[i].state >= 0 && v[i].state < 4)
+				count[v[i].state]++;
+		sb_add(b, ",\"task_count\":%zu,\"states\":{\"new\":%zu,\"running\":%zu,"
+			  "\"runnable\":%zu,\"waiting\":%zu}",
+		       n, count[WF_TASK_NEW], count[WF_TASK_RUNNING], count[WF_TASK_RUNNABLE],
+		       count[WF_TASK_WAITING]);
+	}
+	return true;
+}
+
+#undef JU
+
+/* ,"history":{...}: the console's samples of the counters. */
+static void json_history(sbuf *b, const wf__json_extra *x)
+{
+	sb_add(b, ",\"history\":{\"interval_ms\":%u,\"fields\":[\"uptime_ms\",\"spawned\","
+		  "\"finished\",\"steals\",\"inbox\",\"polls\"],\"samples\":[",
+	       x->hist_interval_ms);
+	for (size_t i = 0; i < x->nhist; i++) {
+		const wf__history_sample *h = &x->hist[i];
+		sb_add(b, "%s[%llu,%llu,%llu,%llu,%llu,%llu]", i ? "," : "",
+		       (unsigned long long)(h->uptime_ns / 1000000u), (unsigned long long)h->spawned,
+		       (unsigned long long)h->finished, (unsigned long long)h->steals,
+		       (unsigned long long)h->inbox, (unsigned long long)h->polls);
+	}
+	sb_add(b, "]}");
+}
+
+int wf__observe_json(wf_runtime *rt, unsigned parts, const wf__json_extra *x, size_t top,
+		     char **out, size_t *len)
+{
+	const wf__run_clock *runs = x != NULL ? x->runs : NULL;
+	*out = NULL;
+	size_t n = 0, nw = rt->nworkers;
+	wf_task_info *v = NULL;
+	wf_worker_metrics *wm = NULL;
+	sbuf b = {.p = malloc(4096), .cap = 4096};
+	if (b.p == NULL)
+		goto nomem;
+	sb_add(&b, "{");
+	if (parts & WF__JSON_METRICS) {
+		wf_metrics m;
+		if ((wm = calloc(nw, sizeof(*wm))) == NULL)
+			goto nomem;
+		wf_runtime_metrics(rt, &m, wm, nw);
+		json_metrics(&b, rt, &m, wm, nw);
+		if (x != NULL && x->hist != NULL)
+			json_history(&b, x);
+	}
+	if (parts & WF__JSON_TASKS) {
+		if ((v = snapshot_all(rt, &n)) == NULL)
+			goto nomem;
+		sb_add(&b, "%s", parts & WF__JSON_METRICS ? "," : "");
+		if (!json_tasks(&b, parts, v, n, runs, nw, top))
+			goto nomem;
+	}
+	sb_add(&b, "}");
+	if (b.failed)
+		goto nomem;
+	free(v);
+	free(wm);
+	*out = b.p;
+	if (len != NULL)
+		*len = b.len;
+	return 0;
+nomem:
+	free(v);
+	free(wm);
+	free(b.p);
+	return WF_ENOMEM;
+}
 
 int wf_runtime_json(wf_runtime *rt, char **out)
 {
 	if (rt == NULL || out == NULL)
 		return WF_EINVAL;
-	*out = NULL;
-	size_t n;
-	wf_task_info *v = snapshot_all(rt, &n);
-	if (v == NULL)
-		return WF_ENOMEM;
-	wf_metrics m;
-	size_t nw = rt->nworkers;
-	wf_worker_metrics *wm = calloc(nw, sizeof(*wm));
-	sbuf b = {.p = malloc(4096), .cap = 4096};
-	if (wm == NULL || b.p == NULL) {
-		free(v);
-		free(wm);
-		free(b.p);
-		return WF_ENOMEM;
+	return wf__observe_json(rt, WF__JSON_METRICS | WF__JSON_TASKS, NULL, 0, out, NULL);
+}
+
+/* The console's samples of what each worker runs: a task seen running
+ * with the same pick count as before has not suspended since it was
+ * first seen (as the watchdog below reasons). */
+void wf__run_clock_sample(wf_runtime *rt, wf__run_clock *runs)
+{
+	uint64_t now = wf__now_ns();
+	RACY_READS_BEGIN();
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		wf__worker *w = &rt->workers[i];
+		wf__run_clock *r = &runs[i];
+		wf_task *cur = __atomic_load_n(&w->current, __ATOMIC_RELAXED);
+		unsigned tick = __atomic_load_n(&w->tick, __ATOMIC_RELAXED);
+		if (cur == r->cur && tick == r->tick)
+			continue;
+		r->cur = cur;
+		r->tick = tick;
+		r->since = now;
+		/* Type-stable: a task slot stays a task slot while rt lives. */
+		r->id = cur != NULL ? __atomic_load_n(&cur->id, __ATOMIC_RELAXED) : 0;
 	}
-	wf_runtime_metrics(rt, &m, wm, nw);
-	sb_add(&b, "{\"metrics\":{");
-	JU("workers", m.workers), sb_add(&b, ","), JU("uptime_ns", m.uptime_ns), sb_add(&b, ",");
-	JU("spawned", m.spawned), sb_add(&b, ","), JU("finished", m.finished), sb_add(&b, ",");
-	JU("live", m.live), sb_add(&b, ","), JU("polls", m.polls), sb_add(&b, ",");
-	JU("steals", m.steals), sb_add(&b, ","), JU("inbox", m.inbox), sb_add(&b, ",");
-	JU("injected", m.injected), sb_add(&b, ","), JU("parks", m.parks), sb_add(&b, ",");
-	JU("park_ns", m.park_ns), sb_add(&b, ","), JU("io_polls", m.io_polls), sb_add(&b, ",");
-	JU("io_events", m.io_events), sb_add(&b, ","), JU("timers_fired", m.timers_fired);
-	sb_add(&b, ","), JU("timers", m.timers), sb_add(&b, ","), JU("busy_workers", m.busy_workers);
-	sb_add(&b, ","), JU("pool_threads", m.pool_threads), sb_add(&b, ",");
-	JU("pool_idle", m.pool_idle), sb_add(&b, ","), JU("pool_queued", m.pool_queued);
-	sb_add(&b, "},\"workers\":[");
-	for (size_t i = 0; i < nw; i++) {
-		wf_worker_metrics *w = &wm[i];
-		sb_add(&b, "%s{", i ? "," : "");
-		JU("id", i), sb_add(&b, ","), JU("busy", w->busy), sb_add(&b, ",");
-		JU("spawned", w->spawned), sb_add(&b, ","), JU("finished", w->finished);
-		sb_add(&b, ","), JU("polls", w->polls), sb_add(&b, ","), JU("steals", w->steals);
-		sb_add(&b, ","), JU("inbox", w->inbox), sb_add(&b, ","), JU("injected", w->injected);
-		sb_add(&b, ","), JU("parks", w->parks), sb_add(&b, ","), JU("park_ns", w->park_ns);
-		sb_add(&b, ","), JU("io_polls", w->io_polls), sb_add(&b, ",");
-		JU("io_events", w->io_events), sb_add(&b, ","), JU("timers_fired", w->timers_fired);
-		sb_add(&b, ","), JU("queue_depth", w->queue_depth), sb_add(&b, ",");
-		JU("timers", w->timers), sb_add(&b, "}");
-	}
-	sb_add(&b, "],\"tasks\":[");
-	for (size_t i = 0; i < n; i++) {
-		const wf_task_info *t = &v[i];
-		sb_add(&b, "%s{", i ? "," : "");
-		JU("id", t->id), sb_add(&b, ",\"name\":"), sb_str(&b, t->name);
-		sb_add(&b, ",\"state\":"), sb_str(&b, state_name(t->state));
-		sb_add(&b, ",\"worker\":%d", t->worker);
-		if (t->spawn_file != NULL) {
-			char site[300];
-			snprintf(site, sizeof(site), "%s:%d", t->spawn_file, t->spawn_line);
-			sb_add(&b, ",\"spawned\":"), sb_str(&b, site);
-		}
-		if (t->waits_on != NULL) {
-			sb_add(&b, ",\"waits_on\":"), sb_str(&b, t->waits_on);
-			sb_add(&b, ","), JU("waits_task", t->waits_task);
-			sb_add(&b, ","), JU("waiting_ns", t->waiting_ns);
-		}
-		sb_add(&b, ",\"cancelling\":%d}", t->cancelling);
-	}
-	sb_add(&b, "]}");
-	free(v);
-	free(wm);
-	if (b.failed) {
-		free(b.p);
-		return WF_ENOMEM;
-	}
-	*out = b.p;
-	return 0;
+	RACY_READS_END();
 }
 
 /* ---- debug mode: the watchdog, SIGUSR1, the end-of-run reports ----------------- */
@@ -561,6 +738,7 @@ struct wf__observe {
 	bool has_watchdog, has_dumper;
 	pthread_t watchdog, dumper;
 	wf_signal *sigusr1;
+	wf__console *console; /* WEFT_CONSOLE, or NULL */
 	uint64_t slow_ns;
 	wslot *slots;
 	size_t live_at_start[NCOUNTED];
@@ -636,10 +814,32 @@ static void observe_free(struct wf__observe *o)
 	free(o);
 }
 
+static void observe_stop_threads(struct wf__observe *o)
+{
+	if (o->console != NULL)
+		wf__console_stop(o->console);
+	if (o->has_watchdog) {
+		pthread_mutex_lock(&o->mu);
+		o->stop = true;
+		pthread_cond_signal(&o->cv);
+		pthread_mutex_unlock(&o->mu);
+		pthread_join(o->watchdog, NULL);
+	}
+	if (o->has_dumper) {
+		wf_signal_unwatch(o->sigusr1); /* its wait returns WF_ECLOSED */
+		pthread_join(o->dumper, NULL);
+	}
+}
+
+/* Starts what debug mode and WEFT_CONSOLE ask for; nothing (and no cost)
+ * when neither does. */
 static int observe_start(wf_runtime *rt)
 {
 	unsigned dbg = rt->cfg.debug;
-	if (!(dbg & (WF_DEBUG_CHECKS | WF_DEBUG_DUMP_ON_SIGUSR1)))
+	const char *console = getenv("WEFT_CONSOLE");
+	if (console != NULL && console[0] == '\0')
+		console = NULL;
+	if (!(dbg & (WF_DEBUG_CHECKS | WF_DEBUG_DUMP_ON_SIGUSR1)) && console == NULL)
 		return 0;
 	struct wf__observe *o = calloc(1, sizeof(*o));
 	if (o == NULL)
@@ -650,6 +850,11 @@ static int observe_start(wf_runtime *rt)
 	uint32_t ms = rt->cfg.slow_task_ms ? rt->cfg.slow_task_ms : SLOW_MS_DEFAULT;
 	o->slow_ns = (uint64_t)ms * 1000000u;
 	int rc = 0;
+	if (console != NULL) {
+		rc = wf__console_start(rt, console, &o->console);
+		if (rc != 0)
+			goto fail;
+	}
 	if (dbg & WF_DEBUG_CHECKS) {
 		for (size_t k = 0; k < NCOUNTED; k++)
 			o->live_at_start[k] = wf__htype_live(counted[k].kind);
@@ -677,15 +882,15 @@ static int observe_start(wf_runtime *rt)
 	rt->observe = o;
 	return 0;
 fail:
-	if (o->has_watchdog) {
-		pthread_mutex_lock(&o->mu);
-		o->stop = true;
-		pthread_cond_signal(&o->cv);
-		pthread_mutex_unlock(&o->mu);
-		pthread_join(o->watchdog, NULL);
-	}
+	observe_stop_threads(o);
 	observe_free(o);
 	return rc;
+}
+
+int wf__console_port(wf_runtime *rt)
+{
+	struct wf__observe *o = rt != NULL ? rt->observe : NULL;
+	return o != NULL && o->console != NULL ? wf__console_port_of(o->console) : 0;
 }
 
 /* Debug mode, at the end: tasks whose handle is still held (finished, so
@@ -736,18 +941,9 @@ static void observe_stop(wf_runtime *rt)
 	if (o == NULL)
 		return;
 	rt->observe = NULL;
-	if (o->has_watchdog) {
-		pthread_mutex_lock(&o->mu);
-		o->stop = true;
-		pthread_cond_signal(&o->cv);
-		pthread_mutex_unlock(&o->mu);
-		pthread_join(o->watchdog, NULL);
+	observe_stop_threads(o);
+	if (o->has_watchdog)
 		report_leftovers(rt, o);
-	}
-	if (o->has_dumper) {
-		wf_signal_unwatch(o->sigusr1); /* its wait returns WF_ECLOSED */
-		pthread_join(o->dumper, NULL);
-	}
 	observe_free(o);
 }
 
