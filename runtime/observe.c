@@ -783,7 +783,9 @@ static void *watchdog_main(void *arg)
 		for (unsigned i = 0; i < rt->nworkers; i++) {
 			wf__worker *w = &rt->workers[i];
 			wslot *s = &o->slots[i];
+			RACY_READS_BEGIN();
 			wf_task *cur = __atomic_load_n(&w->current, __ATOMIC_RELAXED);
+			RACY_READS_END();
 			unsigned tick = __atomic_load_n(&w->tick, __ATOMIC_RELAXED);
 			if (cur != s->cur || tick != s->tick) {
 				*s = (wslot){.cur = cur, .tick = tick, .since = now};
@@ -898,6 +900,10 @@ int wf__console_port(wf_runtime *rt)
 static void report_leftovers(wf_runtime *rt, struct wf__observe *o)
 {
 	unsigned listed = 0, more = 0;
+	/* The workers still run (their remote frees may clear slots now):
+	 * the reads race with those, and a slot cleared meanwhile is one
+	 * the test below skips. */
+	RACY_READS_BEGIN();
 	for (unsigned i = 0; i < rt->nworkers; i++) {
 		for (wf__slab *sl = rt->workers[i].slabs; sl != NULL; sl = sl->next) {
 			for (size_t k = 0; k < WF__TASKS_PER_SLAB; k++) {
@@ -922,6 +928,7 @@ static void report_leftovers(wf_runtime *rt, struct wf__observe *o)
 			}
 		}
 	}
+	RACY_READS_END();
 	if (more > 0)
 		wf__log(WF_LOG_WARN, "debug: ... and %u more handles never joined or detached",
 			more);
