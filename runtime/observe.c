@@ -241,11 +241,13 @@ typedef struct snap {
 
 static void snap_task(wf_runtime *rt, wf_task *t, snap *s)
 {
-	wf_task_info ti;
-	if (!task_info(rt, t, s->now, &ti))
+	/* Straight into its place in out while there is room (no copy). */
+	wf_task_info spare;
+	bool room = s->stored < s->cap;
+	if (!task_info(rt, t, s->now, room ? &s->out[s->stored] : &spare))
 		return;
-	if (s->stored < s->cap)
-		s->out[s->stored++] = ti;
+	if (room)
+		s->stored++;
 	s->count++;
 }
 
