@@ -472,23 +472,6 @@ static const http_conn_config http_cfg = {
 	.on_answered = on_answered,
 };
 
-/* As demo/http_server.c: stop accepting, a second for the open
- * connections to end, then shut them down. */
-static int shut_down(wf_server *srv)
-{
-	wf_server_close(srv);
-	int rc = wf_server_wait_closed(srv, 1000);
-	if (rc == WF_ETIMEDOUT) {
-		wf_server_close_clients(srv);
-		rc = wf_server_wait_closed(srv, 5000);
-	}
-	if (rc == WF_ETIMEDOUT) {
-		wf_server_abort_clients(srv);
-		rc = wf_server_wait_closed(srv, WF_FOREVER);
-	}
-	return rc;
-}
-
 /* Every connection has ended, so every slot is back in its pool. */
 static void close_pools(void)
 {
@@ -534,7 +517,7 @@ static void *main_task(void *arg)
 		wf_uncancel();
 	else if (rc != 0)
 		fprintf(stderr, "fanout_server: waiting for a stop: %s\n", wf_strerror(rc));
-	rc = shut_down(srv);
+	rc = http_server_shut_down(srv);
 	wf_event_free(enough);
 	close_pools();
 	fprintf(stderr, "fanout_server: stopped after %" PRIu64 " answers\n",

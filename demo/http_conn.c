@@ -387,6 +387,21 @@ out:
 	free(in);
 }
 
+int http_server_shut_down(wf_server *srv)
+{
+	wf_server_close(srv);
+	int rc = wf_server_wait_closed(srv, 1000);
+	if (rc == WF_ETIMEDOUT) {
+		wf_server_close_clients(srv);
+		rc = wf_server_wait_closed(srv, 5000);
+	}
+	if (rc == WF_ETIMEDOUT) {
+		wf_server_abort_clients(srv);
+		rc = wf_server_wait_closed(srv, WF_FOREVER);
+	}
+	return rc;
+}
+
 void http_hello_handler(const http_request *req, http_response *resp, void *arg)
 {
 	static const char hello[] = "Hello, World!";

@@ -62,6 +62,13 @@ typedef struct http_conn_config {
  * const http_conn_config * that outlives the server. */
 void http_conn_serve(wf_stream *s, void *arg);
 
+/* [task] Stops a server gracefully: stops accepting, gives the open
+ * connections a second to end by themselves (a client reading its last
+ * answer), shuts them down, and after five more seconds resets what is
+ * left; then waits for every handler. Returns wf_server_wait_closed's
+ * code (0: srv is freed). */
+int http_server_shut_down(wf_server *srv);
+
 /* The http_hello answer of the benchmark peers: 200, text/plain,
  * "Hello, World!", whatever the request. */
 void http_hello_handler(const http_request *req, http_response *resp, void *arg);

@@ -100,23 +100,6 @@ static const http_conn_config http_cfg = {
 	.on_answered = on_answered,
 };
 
-/* Stops accepting, gives open connections a second to end by themselves
- * (a client reading its last answer), then shuts them down. */
-static int shut_down(wf_server *srv)
-{
-	wf_server_close(srv);
-	int rc = wf_server_wait_closed(srv, 1000);
-	if (rc == WF_ETIMEDOUT) {
-		wf_server_close_clients(srv);
-		rc = wf_server_wait_closed(srv, 5000);
-	}
-	if (rc == WF_ETIMEDOUT) {
-		wf_server_abort_clients(srv);
-		rc = wf_server_wait_closed(srv, WF_FOREVER);
-	}
-	return rc;
-}
-
 static void *main_task(void *arg)
 {
 	http_conn_config *cfg = arg;
@@ -160,7 +143,7 @@ static void *main_task(void *arg)
 		wf_uncancel();
 	else if (rc != 0 && rc != WF_ETIMEDOUT)
 		fprintf(stderr, "http_server: waiting for a stop: %s\n", wf_strerror(rc));
-	rc = shut_down(srv);
+	rc = http_server_shut_down(srv);
 	/* Every connection has ended: nobody sets the event any more. */
 	wf_event_free(enough);
 	fprintf(stderr, "http_server: stopped after %" PRIu64 " answers\n",

@@ -205,4 +205,29 @@ __attribute__((unused)) static char *stderr_capture_end(stderr_capture *c)
 	return s;
 }
 
+/* A log function for wf_set_log that keeps every line (in logbuf, up to
+ * 64 KiB), and a search in what it kept. */
+__attribute__((unused)) static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+__attribute__((unused)) static char logbuf[65536];
+__attribute__((unused)) static size_t loglen;
+
+__attribute__((unused)) static void keep_log(int level, const char *msg, void *arg)
+{
+	(void)level;
+	(void)arg;
+	pthread_mutex_lock(&log_mu);
+	int k = snprintf(logbuf + loglen, sizeof(logbuf) - loglen, "%s\n", msg);
+	if (k > 0 && loglen + (size_t)k < sizeof(logbuf))
+		loglen += (size_t)k;
+	pthread_mutex_unlock(&log_mu);
+}
+
+__attribute__((unused)) static bool log_has(const char *part)
+{
+	pthread_mutex_lock(&log_mu);
+	bool has = strstr(logbuf, part) != NULL;
+	pthread_mutex_unlock(&log_mu);
+	return has;
+}
+
 #endif

@@ -24,31 +24,6 @@
 
 extern char **environ;
 
-/* ---- a log that keeps what it is given ---------------------------------- */
-
-static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
-static char logbuf[16384];
-static size_t loglen;
-
-static void keep_log(int level, const char *msg, void *arg)
-{
-	(void)level;
-	(void)arg;
-	pthread_mutex_lock(&log_mu);
-	int k = snprintf(logbuf + loglen, sizeof(logbuf) - loglen, "%s\n", msg);
-	if (k > 0 && loglen + (size_t)k < sizeof(logbuf))
-		loglen += (size_t)k;
-	pthread_mutex_unlock(&log_mu);
-}
-
-static bool log_has(const char *part)
-{
-	pthread_mutex_lock(&log_mu);
-	bool has = strstr(logbuf, part) != NULL;
-	pthread_mutex_unlock(&log_mu);
-	return has;
-}
-
 /* ---- a plain HTTP client ---------------------------------------------------- */
 
 typedef struct reply {

@@ -14,31 +14,6 @@
 #include "rt_check.h"
 #include "weft.h"
 
-/* ---- a log that keeps what it is given --------------------------------- */
-
-static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
-static char logbuf[65536];
-static size_t loglen;
-
-static void keep_log(int level, const char *msg, void *arg)
-{
-	(void)level;
-	(void)arg;
-	pthread_mutex_lock(&log_mu);
-	int k = snprintf(logbuf + loglen, sizeof(logbuf) - loglen, "%s\n", msg);
-	if (k > 0 && loglen + (size_t)k < sizeof(logbuf))
-		loglen += (size_t)k;
-	pthread_mutex_unlock(&log_mu);
-}
-
-static bool log_has(const char *part)
-{
-	pthread_mutex_lock(&log_mu);
-	bool has = strstr(logbuf, part) != NULL;
-	pthread_mutex_unlock(&log_mu);
-	return has;
-}
-
 /* Waits (20 s at most) until the task named `name` waits on `what`. */
 static bool until_waiting(const char *name, const char *what)
 {
