@@ -471,7 +471,9 @@ static void *json_main2(void *arg)
 
 	/* The dump on SIGUSR1 (the config asked for it). */
 	raise(SIGUSR1);
-	for (int i = 0; i < 200 && !log_has("SIGUSR1: task dump"); i++)
+	/* The dump is logged line by line from the signal watcher's task:
+	 * wait for the task's own line, not only the header. */
+	for (int i = 0; i < 400 && !log_has("\"quote\"d\" waiting"); i++)
 		wf_sleep(5);
 	CHECK(log_has("SIGUSR1: task dump"));
 	CHECK(log_has("\"quote\"d\" waiting"));
