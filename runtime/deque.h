@@ -34,6 +34,15 @@
  * loads (what the fence-based code compiled to); on AArch64 they are
  * SWPAL/LDAXR-STLXR and LDAR, which order as required (a seq_cst load is
  * never reordered before an earlier store-release).
+ *
+ * One exception, x86-64 only and never under TSan (WF__DQ_SPLIT_TAKE):
+ * a join that pops its own child's start entry already runs a locked
+ * instruction (the CAS on the task's joined word), and on x86 every locked
+ * instruction is a full barrier: no load after it passes a store before
+ * it. wf__deque_take_begin / _end put that CAS between the store of bottom
+ * and the load of top, so it serves as the take's barrier and the fork-join
+ * path pays one locked instruction instead of two. Everywhere else the take
+ * is the C11 code above.
  */
 #ifndef WEFT_RUNTIME_DEQUE_H
 #define WEFT_RUNTIME_DEQUE_H
@@ -123,6 +132,57 @@ static inline void *wf__deque_take(wf__deque *d)
 	}
 	return x;
 }
+
+#if defined(__x86_64__) && !defined(WF_TSAN)
+#define WF__DQ_SPLIT_TAKE 1
+
+/* Owner only: the bottom item, not taken, or WF__DQ_EMPTY (plain reads of
+ * the owner's own slot, a hint: a thief may take it meanwhile). */
+static inline void *wf__deque_peek(wf__deque *d)
+{
+	int64_t b = DQ_RELAXED(&d->bottom) - 1;
+	if (DQ_RELAXED(&d->top) > b)
+		return WF__DQ_EMPTY;
+	return DQ_RELAXED(&d->array->items[b & d->array->mask]);
+}
+
+/* Owner only: the first half of a take whose barrier is the caller's next
+ * locked instruction (top comment). Returns the slot to pass to _end or
+ * _undo; the deque must not be empty (wf__deque_peek said so). */
+static inline int64_t wf__deque_take_begin(wf__deque *d)
+{
+	int64_t b = DQ_RELAXED(&d->bottom) - 1;
+	__atomic_store_n(&d->bottom, b, __ATOMIC_RELAXED);
+	return b;
+}
+
+/* After the locked instruction: the item of slot b, or WF__DQ_EMPTY if a
+ * thief took it. The loads cannot be hoisted above the caller's seq_cst
+ * RMW (it is an acquire), nor the store of bottom sunk below it (a
+ * release): the compiler keeps the order the CPU then keeps. */
+static inline void *wf__deque_take_end(wf__deque *d, int64_t b)
+{
+	int64_t t = DQ_RELAXED(&d->top);
+	if (t > b) {
+		__atomic_store_n(&d->bottom, b + 1, __ATOMIC_RELAXED);
+		return WF__DQ_EMPTY;
+	}
+	void *x = DQ_RELAXED(&d->array->items[b & d->array->mask]);
+	if (t == b) {
+		if (!dq_cas(&d->top, t, t + 1))
+			x = WF__DQ_EMPTY;
+		__atomic_store_n(&d->bottom, b + 1, __ATOMIC_RELAXED);
+	}
+	return x;
+}
+
+/* Gives slot b back untaken (the caller's locked instruction failed its
+ * purpose): as if the take never began. A thief may still steal it. */
+static inline void wf__deque_take_undo(wf__deque *d, int64_t b)
+{
+	__atomic_store_n(&d->bottom, b + 1, __ATOMIC_RELAXED);
+}
+#endif
 
 /* Any thread: the oldest item, WF__DQ_EMPTY, or WF__DQ_ABORT. */
 static inline void *wf__deque_steal(wf__deque *d)

@@ -29,8 +29,10 @@ void wf__fcore_init(wf__fcore *c)
 
 void wf__fcore_destroy(wf__fcore *c)
 {
-	free(c->msg);
-	c->msg = NULL;
+	if (c->msg != NULL) {
+		free(c->msg);
+		c->msg = NULL;
+	}
 	wf__cb_node *n = c->cbs;
 	while (n != NULL) {
 		wf__cb_node *next = n->next;
@@ -58,7 +60,8 @@ int wf__fcore_complete(wf__fcore *c, int err, void *value, char *msg, wf_future 
 	__atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
 	/* Fired under the lock (internal.h's rule); a woken waiter's wake-up
 	 * orders the outcome before its return. */
-	wf__waitq_fire_all(&c->waiters, 0, NULL);
+	if (c->waiters.head != NULL)
+		wf__waitq_fire_all(&c->waiters, 0, NULL);
 	wf__cb_node *cbs = c->cbs;
 	c->cbs = c->cbs_tail = NULL;
 	wf__spin_unlock(&c->lock);

@@ -349,10 +349,27 @@ struct wf_runtime {
 	pthread_cond_t start_cv;
 };
 
-/* The worker running on this thread, or NULL. Read through a call that the
- * compiler cannot fold: a task may resume on another thread. */
-wf__worker *wf__self(void);
+/* The worker running on this thread, or NULL. A task may resume on another
+ * thread, so the read must never be folded with one before a switch: on
+ * x86-64 it is a volatile asm load through %fs with a memory clobber (the
+ * compiler cannot move it across a call, and reads it afresh each time);
+ * elsewhere a call the compiler cannot see into (scheduler.c), since the
+ * thread pointer's own register is what it would otherwise keep. */
 extern __thread wf__worker *wf__tls_worker __attribute__((tls_model("initial-exec")));
+#if defined(__x86_64__)
+static inline wf__worker *wf__self(void)
+{
+	wf__worker *w;
+	__asm__ __volatile__("movq wf__tls_worker@gottpoff(%%rip), %0\n\t"
+			     "movq %%fs:(%0), %0"
+			     : "=r"(w)
+			     :
+			     : "memory");
+	return w;
+}
+#else
+wf__worker *wf__self(void);
+#endif
 
 /* runtime.c: says on stderr, in debug mode (WF_DEBUG_CHECKS), why a call
  * failed that has no code to say it with (see runtime.c). */

@@ -82,6 +82,7 @@
 
 __thread wf__worker *wf__tls_worker __attribute__((tls_model("initial-exec")));
 
+#if !defined(__x86_64__)
 /* Not inlined, and opaque to the optimiser: a task that suspends may
  * resume on another thread, so the thread-local address must be read
  * again after every switch, never kept in a register across one. */
@@ -91,6 +92,7 @@ __attribute__((noinline)) wf__worker *wf__self(void)
 	__asm__ __volatile__("" : "+r"(w));
 	return w;
 }
+#endif
 
 wf_task *wf__current(void)
 {

@@ -96,8 +96,10 @@ static bool task_clear(wf_task *t)
 		wf__vars_unref(t->vars);
 		t->vars = NULL;
 	}
-	free(t->fail_msg);
-	t->fail_msg = NULL;
+	if (WF__UNLIKELY(t->fail_msg != NULL)) {
+		free(t->fail_msg);
+		t->fail_msg = NULL;
+	}
 	t->magic = WF__TASK_DEAD;
 	/* The last reference is ours: nobody else writes gen now, so a plain
 	 * load and a release store do what wf__hdr_bump's locked add would,
@@ -535,9 +537,15 @@ static void join_inline(wf__worker *w, wf_task *t)
 	wf__run_inline(w, t);
 	t->inline_by_joiner = true;
 	task_complete(t, false);
-	if (__atomic_exchange_n(&me->cancel_forwarded, 0, __ATOMIC_ACQ_REL) &&
-	    t->core.err == WF_ECANCELED)
-		me->cancelling++;
+	/* A load, not an exchange: every store to it is done by now. A
+	 * canceller's forward finished before t resumed (t disarmed its
+	 * proxies waiting for forwards under way, waiter.c), and the other
+	 * stores were t's own. Acquire: pairs with mark_forwarded's release. */
+	if (WF__UNLIKELY(__atomic_load_n(&me->cancel_forwarded, __ATOMIC_ACQUIRE) != 0)) {
+		__atomic_store_n(&me->cancel_forwarded, 0, __ATOMIC_RELAXED);
+		if (t->core.err == WF_ECANCELED)
+			me->cancelling++;
+	}
 }
 
 /* Takes t's start entry out of the joiner's own deque if it is among the
@@ -611,19 +619,36 @@ int wf_join_ex(wf_task *h, void **result, char **errmsg)
 	wf_task *me = w != NULL ? w->current : NULL;
 	if (t == me)
 		return WF_EDEADLK;
-	uint32_t j = __atomic_load_n(&t->joined, __ATOMIC_RELAXED);
-	do {
-		if (j & J_OWNER)
-			return (j & J_DETACHED) ? WF_EINVAL : WF_EBUSY;
-	} while (!__atomic_compare_exchange_n(&t->joined, &j, j | J_JOINING, false,
-					      __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
-
 	/* Inline only when t has no stack size of its own and the stack it
 	 * would run on is at least as large as the one it would get. */
-	if (me != NULL && w->rt == t->rt && t->stack_size == 0 &&
-	    me->fiber->stack->capacity >= w->rt->stack_size &&
-	    __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) == WF__T_NEW) {
-		if (take_own_start(w, t)) {
+	bool may_inline = me != NULL && w->rt == t->rt && t->stack_size == 0 &&
+			  me->fiber->stack->capacity >= w->rt->stack_size;
+#if defined(WF__DQ_SPLIT_TAKE)
+	/* Fork-join's common case: t's start entry is the newest in our
+	 * deque. Its take's barrier is the CAS below (deque.h). */
+	int64_t slot = -1;
+	if (may_inline && wf__deque_peek(&w->deque) == wf__start_entry(t))
+		slot = wf__deque_take_begin(&w->deque);
+#endif
+	uint32_t j = __atomic_load_n(&t->joined, __ATOMIC_RELAXED);
+	do {
+		if (j & J_OWNER) {
+#if defined(WF__DQ_SPLIT_TAKE)
+			if (slot >= 0)
+				wf__deque_take_undo(&w->deque, slot);
+#endif
+			return (j & J_DETACHED) ? WF_EINVAL : WF_EBUSY;
+		}
+	} while (!__atomic_compare_exchange_n(&t->joined, &j, j | J_JOINING, false,
+					      __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+	bool popped = false;
+#if defined(WF__DQ_SPLIT_TAKE)
+	if (slot >= 0)
+		popped = wf__deque_take_end(&w->deque, slot) == wf__start_entry(t);
+#endif
+
+	if (may_inline && __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) == WF__T_NEW) {
+		if (popped || take_own_start(w, t)) {
 			/* Ours alone: nobody else ever saw it. */
 			__atomic_store_n(&t->state, WF__T_RUNNING, __ATOMIC_RELAXED);
 			join_inline(w, t);
@@ -636,6 +661,8 @@ int wf_join_ex(wf_task *h, void **result, char **errmsg)
 		 * its start entry is dropped by whoever pops it. */
 		if (wf__task_claim(t))
 			join_inline(w, t);
+	} else if (popped) {
+		wf__task_unref(t); /* a stale start entry: its reference */
 	}
 
 	bool passed_on = false;

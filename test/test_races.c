@@ -26,6 +26,8 @@
  *   detach    a failed task detached at the moment it completes is
  *             reported on stderr exactly once (completion and wf_detach
  *             must not both miss each other's write).
+ *   rivals    two joiners race for a child still in its spawner's deque:
+ *             one gets the result, the other is refused, it runs once.
  *   wf_fail   a positive code (the minus forgotten) fails the task with
  *             WF_EINVAL and a message instead of being dropped.
  *
@@ -1220,5 +1222,87 @@ Test(races, wf_fail_with_a_positive_code_fails_with_einval, .timeout = TEST_LIMI
 	watchdog_start(WATCHDOG_S, "wf_fail with a positive code");
 	for (size_t i = 0; i < NCOUNTS; i++)
 		run_weft(worker_counts[i], fail_positive_main, NULL);
+	watchdog_stop();
+}
+
+/* ---- 1d. two joiners race for a child still in its spawner's deque ------- *
+ *
+ * Property: when the spawner joins a child whose start entry is the newest
+ * in its deque while another task (on another worker) joins the same
+ * child, exactly one join gets the child's result, the other is refused
+ * (WF_EBUSY while the winner still joins, WF_EINVAL once the handle is
+ * spent), and the child runs exactly once. Drives the spawner's take of
+ * that entry (on x86-64 its barrier is the join's CAS) through the CAS
+ * failing, through a thief taking the entry between the two, and through
+ * the rival claiming the child from afar. */
+
+#define RJ_NONE ((wf_task *)(uintptr_t)1) /* no child: the rival ends */
+
+typedef struct rival {
+	wf_task *h; /* atomic: the child, once spawned */
+	int rc;
+	void *res;
+} rival;
+
+static void *rj_child(void *arg)
+{
+	__atomic_add_fetch((int *)arg, 1, __ATOMIC_RELAXED);
+	return (void *)(uintptr_t)7;
+}
+
+static void *rj_rival(void *arg)
+{
+	rival *r = arg;
+	wf_task *h;
+	while ((h = __atomic_load_n(&r->h, __ATOMIC_ACQUIRE)) == NULL)
+		CHECK_RC(wf_yield(), 0);
+	if (h != RJ_NONE)
+		r->rc = wf_join(h, &r->res);
+	return NULL;
+}
+
+static bool rj_outcome_ok(int rc, void *res)
+{
+	return rc == 0 ? res == (void *)(uintptr_t)7 : (rc == WF_EBUSY || rc == WF_EINVAL);
+}
+
+static void *rival_main(void *arg)
+{
+	(void)arg;
+	long rounds = scaled(20000);
+	for (long i = 0; i < rounds && !check_any_failed(); i++) {
+		rival r = {.h = NULL, .rc = 1, .res = NULL};
+		int runs = 0;
+		wf_task *rv = wf_spawn(rj_rival, &r);
+		if (!CHECK(rv != NULL))
+			break;
+		/* Give a thief time to take the rival now and then. */
+		for (volatile long k = 0; k < (i % 16) * 200; k++)
+			;
+		wf_task *c = wf_spawn(rj_child, &runs);
+		if (!CHECK(c != NULL)) {
+			__atomic_store_n(&r.h, RJ_NONE, __ATOMIC_RELEASE);
+			wf_join(rv, NULL);
+			break;
+		}
+		__atomic_store_n(&r.h, c, __ATOMIC_RELEASE);
+		for (volatile long k = 0; k < (i % 7) * 50; k++)
+			;
+		void *res = NULL;
+		int rc = wf_join(c, &res);
+		CHECK_RC(wf_join(rv, NULL), 0);
+		CHECK((rc == 0) + (r.rc == 0) == 1);
+		CHECK(rj_outcome_ok(rc, res));
+		CHECK(rj_outcome_ok(r.rc, r.res));
+		CHECK(__atomic_load_n(&runs, __ATOMIC_RELAXED) == 1);
+	}
+	return NULL;
+}
+
+Test(races, two_joiners_of_a_child_still_in_its_spawners_deque, .timeout = TEST_LIMIT_S)
+{
+	watchdog_start(WATCHDOG_S, "two joiners");
+	for (size_t i = 0; i < NCOUNTS; i++)
+		run_weft(worker_counts[i], rival_main, NULL);
 	watchdog_stop();
 }
