@@ -133,9 +133,6 @@ static inline void *wf__deque_take(wf__deque *d)
 	return x;
 }
 
-#if defined(__x86_64__) && !defined(WF_TSAN)
-#define WF__DQ_SPLIT_TAKE 1
-
 /* Owner only: the bottom item, not taken, or WF__DQ_EMPTY (plain reads of
  * the owner's own slot, a hint: a thief may take it meanwhile). */
 static inline void *wf__deque_peek(wf__deque *d)
@@ -145,6 +142,9 @@ static inline void *wf__deque_peek(wf__deque *d)
 		return WF__DQ_EMPTY;
 	return DQ_RELAXED(&d->array->items[b & d->array->mask]);
 }
+
+#if defined(__x86_64__) && !defined(WF_TSAN)
+#define WF__DQ_SPLIT_TAKE 1
 
 /* Owner only: the first half of a take whose barrier is the caller's next
  * locked instruction (top comment). Returns the slot to pass to _end or

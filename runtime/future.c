@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "asym.h"
 #include "handle.h"
 #include "rt.h"
 #include "waiting.h"
@@ -43,6 +44,20 @@ void wf__fcore_destroy(wf__fcore *c)
 	c->cbs = NULL;
 }
 
+/* Runs the done-callbacks taken off a completed core, outside its lock. */
+static void run_callbacks(wf__cb_node *cbs, wf_future *owner)
+{
+	while (cbs != NULL) {
+		/* A watcher's callback may free its node: read it first. */
+		wf__cb_node *next = cbs->next;
+		bool owned = cbs->owned;
+		cbs->cb(owner, cbs->arg);
+		if (!owned)
+			free(cbs);
+		cbs = next;
+	}
+}
+
 int wf__fcore_complete(wf__fcore *c, int err, void *value, char *msg, wf_future *owner)
 {
 	wf__spin_lock(&c->lock);
@@ -65,16 +80,29 @@ int wf__fcore_complete(wf__fcore *c, int err, void *value, char *msg, wf_future 
 	wf__cb_node *cbs = c->cbs;
 	c->cbs = c->cbs_tail = NULL;
 	wf__spin_unlock(&c->lock);
-	while (cbs != NULL) {
-		/* A watcher's callback may free its node: read it first. */
-		wf__cb_node *next = cbs->next;
-		bool owned = cbs->owned;
-		cbs->cb(owner, cbs->arg);
-		if (!owned)
-			free(cbs);
-		cbs = next;
-	}
+	run_callbacks(cbs, owner);
 	return 0;
+}
+
+void wf__fcore_complete_lockless(wf__fcore *c, int err, void *value, char *msg,
+				 const uint32_t *watched, uint32_t bit)
+{
+	c->err = err;
+	c->value = value;
+	c->msg = msg;
+	/* Release: as in wf__fcore_complete. Then the hot side of the pair
+	 * (asym.h): a registrant either is seen here, or sees done. */
+	__atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+	wf__asym_light();
+	if (WF__LIKELY(!(__atomic_load_n(watched, __ATOMIC_RELAXED) & bit)))
+		return;
+	wf__spin_lock(&c->lock);
+	if (c->waiters.head != NULL)
+		wf__waitq_fire_all(&c->waiters, 0, NULL);
+	wf__cb_node *cbs = c->cbs;
+	c->cbs = c->cbs_tail = NULL;
+	wf__spin_unlock(&c->lock);
+	run_callbacks(cbs, NULL);
 }
 
 int wf__fcore_wait(wf__fcore *c, uint64_t deadline)
@@ -87,8 +115,12 @@ int wf__fcore_wait_what(wf__fcore *c, uint64_t deadline, const char *what)
 	/* Acquire: pairs with the completion's release store of done. */
 	if (__atomic_load_n(&c->done, __ATOMIC_ACQUIRE))
 		return 0;
+	if (c->gated)
+		wf__task_watch_gate(c);
 	wf__spin_lock(&c->lock);
-	if (__atomic_load_n(&c->done, __ATOMIC_RELAXED)) { /* the lock orders it */
+	/* Acquire, not only the lock: a lockless completion publishes done
+	 * without it. */
+	if (__atomic_load_n(&c->done, __ATOMIC_ACQUIRE)) {
 		wf__spin_unlock(&c->lock);
 		return 0;
 	}
@@ -106,8 +138,10 @@ int wf__fcore_add_cb(wf__fcore *c, wf_done_cb cb, void *arg, wf_future *owner)
 	n->arg = arg;
 	n->next = NULL;
 	n->owned = false;
+	if (c->gated)
+		wf__task_watch_gate(c);
 	wf__spin_lock(&c->lock);
-	if (__atomic_load_n(&c->done, __ATOMIC_RELAXED)) {
+	if (__atomic_load_n(&c->done, __ATOMIC_ACQUIRE)) {
 		wf__spin_unlock(&c->lock);
 		free(n);
 		cb(owner, arg);
@@ -328,8 +362,10 @@ bool wf__fcore_watch(wf__fcore *c, wf__cb_node *n, wf_future *owner)
 {
 	n->next = NULL;
 	n->owned = true;
+	if (c->gated)
+		wf__task_watch_gate(c);
 	wf__spin_lock(&c->lock);
-	if (__atomic_load_n(&c->done, __ATOMIC_RELAXED)) {
+	if (__atomic_load_n(&c->done, __ATOMIC_ACQUIRE)) {
 		wf__spin_unlock(&c->lock);
 		n->cb(owner, n->arg);
 		return false;

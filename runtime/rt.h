@@ -48,6 +48,9 @@ typedef struct wf__fcore {
 	wf__spinlock lock;
 	int done;   /* atomic; 1 once the outcome below is published */
 	int err;
+	/* A task's core: a registrant passes wf__task_watch_gate first, since
+	 * the task's inline joiner may complete it without the lock. */
+	bool gated;
 	void *value;
 	char *msg;
 	wf__waitq waiters;
@@ -59,6 +62,15 @@ void wf__fcore_destroy(wf__fcore *c);
 /* Completes c (takes ownership of msg). WF_EALREADY if already done.
  * owner is passed to the done callbacks. */
 int wf__fcore_complete(wf__fcore *c, int err, void *value, char *msg, wf_future *owner);
+/* Completes a gated core without its lock (a task's inline joiner, which
+ * is its only completer): publishes the outcome, then takes the lock to
+ * fire waiters and callbacks only if a registrant came (*watched & bit,
+ * the hot side of asym.h's pair; the registrant's side is
+ * wf__task_watch_gate). */
+void wf__fcore_complete_lockless(wf__fcore *c, int err, void *value, char *msg,
+				 const uint32_t *watched, uint32_t bit);
+/* task.c: a registrant's passage on a task's core (gated). */
+void wf__task_watch_gate(wf__fcore *c);
 /* Waits for c; 0/err of c, or WF_ETIMEDOUT / WF_ECANCELED of the wait. */
 int wf__fcore_wait(wf__fcore *c, uint64_t deadline_ns);
 int wf__fcore_add_cb(wf__fcore *c, wf_done_cb cb, void *arg, wf_future *owner);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "abi.h"
+#include "asym.h"
 #include "poller.h"
 #include "rt.h"
 #include "subsystem.h"
@@ -347,6 +348,7 @@ static int runtime_start(const wf_config *cfg_in, wf_runtime **out, char **errms
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	pthread_once(&once, wf__stacks_global_init);
+	wf__asym_init();
 
 	wf_config cfg;
 	if (cfg_in != NULL) {

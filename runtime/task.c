@@ -39,6 +39,7 @@
 #include <time.h>
 
 #include "abi.h"
+#include "asym.h"
 #include "rt.h"
 
 
@@ -55,6 +56,8 @@ enum { /* joined */
 	J_REPORTED = 4,  /* the "never joined" report was printed */
 	J_SUBMIT = 8,    /* wf_runtime_submit: the outcome goes to a future */
 	J_COMPLETE = 16, /* the outcome is published */
+	J_WATCHED = 32,  /* someone other than the joiner waits or watches */
+	J_INLINE = 64,   /* the joiner may complete it without the core's lock */
 	J_OWNER = J_JOINING | J_DETACHED,
 };
 
@@ -183,6 +186,7 @@ wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
 	t->fail_msg = NULL;
 	t->result = NULL;
 	wf__fcore_init(&t->core);
+	t->core.gated = true;
 	t->joined = J_NONE;
 	t->submit = NULL;
 	t->stack_size = 0;
@@ -419,6 +423,13 @@ static void task_complete(wf_task *t, bool drop_running)
 		__atomic_or_fetch(&t->joined, J_COMPLETE, __ATOMIC_ACQ_REL);
 		if (failed_unseen(t))
 			report_never_joined(t);
+	} else if (!drop_running && t->inline_by_joiner &&
+		   (__atomic_load_n(&t->joined, __ATOMIC_RELAXED) & J_INLINE)) {
+		/* Its joiner ran it and takes the outcome itself (no detach can
+		 * come, as below); anyone else that waits or watches set
+		 * J_WATCHED first (wf__task_watch_gate). */
+		wf__fcore_complete_lockless(&t->core, err, value, msg, &t->joined, J_WATCHED);
+		return;
 	} else {
 		wf__fcore_complete(&t->core, err, value, msg, NULL);
 		/* acq_rel RMW: a wf_detach before it is seen here (it reports
@@ -434,6 +445,23 @@ static void task_complete(wf_task *t, bool drop_running)
 	}
 	if (drop_running)
 		wf__task_unref(t);
+}
+
+/* The registrant's side of the pair with wf__fcore_complete_lockless: a
+ * task or thread about to wait on or watch t's core says so in the joined
+ * word, with the RMW that also tells it whether a joiner has claimed the
+ * lockless completion (J_INLINE, set by the joiner's own RMW of the same
+ * word, so one of the two sees the other). If one has, the heavy barrier
+ * makes the joiner's done visible to the registrant's check under the
+ * lock, or the registrant's J_WATCHED visible to the joiner's check. */
+void wf__task_watch_gate(wf__fcore *c)
+{
+	wf_task *t = (wf_task *)((char *)c - offsetof(wf_task, core));
+	/* Every registrant pays its own barrier: seeing an earlier one's
+	 * J_WATCHED says nothing about whether that one's barrier is done. */
+	uint32_t j = __atomic_fetch_or(&t->joined, J_WATCHED, __ATOMIC_SEQ_CST);
+	if (j & J_INLINE)
+		wf__asym_heavy();
 }
 
 void wf__task_finish(wf_task *t)
@@ -623,14 +651,18 @@ int wf_join_ex(wf_task *h, void **result, char **errmsg)
 	 * would run on is at least as large as the one it would get. */
 	bool may_inline = me != NULL && w->rt == t->rt && t->stack_size == 0 &&
 			  me->fiber->stack->capacity >= w->rt->stack_size;
-#if defined(WF__DQ_SPLIT_TAKE)
 	/* Fork-join's common case: t's start entry is the newest in our
-	 * deque. Its take's barrier is the CAS below (deque.h). */
-	int64_t slot = -1;
-	if (may_inline && wf__deque_peek(&w->deque) == wf__start_entry(t))
-		slot = wf__deque_take_begin(&w->deque);
+	 * deque, and we will run t inline. Then, unless someone already
+	 * watches t, we claim its completion without the core's lock
+	 * (J_INLINE; see wf__task_watch_gate). */
+	bool at_bottom = may_inline && wf__deque_peek(&w->deque) == wf__start_entry(t);
+	uint32_t inline_bit = at_bottom && wf__asym_ok() ? J_INLINE : 0;
+#if defined(WF__DQ_SPLIT_TAKE)
+	/* The take's barrier is the CAS below (deque.h). */
+	int64_t slot = at_bottom ? wf__deque_take_begin(&w->deque) : -1;
 #endif
 	uint32_t j = __atomic_load_n(&t->joined, __ATOMIC_RELAXED);
+	uint32_t next;
 	do {
 		if (j & J_OWNER) {
 #if defined(WF__DQ_SPLIT_TAKE)
@@ -639,8 +671,9 @@ int wf_join_ex(wf_task *h, void **result, char **errmsg)
 #endif
 			return (j & J_DETACHED) ? WF_EINVAL : WF_EBUSY;
 		}
-	} while (!__atomic_compare_exchange_n(&t->joined, &j, j | J_JOINING, false,
-					      __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+		next = j | J_JOINING | ((j & J_WATCHED) ? 0 : inline_bit);
+	} while (!__atomic_compare_exchange_n(&t->joined, &j, next, false, __ATOMIC_SEQ_CST,
+					      __ATOMIC_RELAXED));
 	bool popped = false;
 #if defined(WF__DQ_SPLIT_TAKE)
 	if (slot >= 0)

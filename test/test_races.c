@@ -27,7 +27,9 @@
  *             reported on stderr exactly once (completion and wf_detach
  *             must not both miss each other's write).
  *   rivals    two joiners race for a child still in its spawner's deque:
- *             one gets the result, the other is refused, it runs once.
+ *             one gets the result, the other is refused, it runs once;
+ *             a task that waits on (wf_wait) a child its joiner runs
+ *             inline is woken (the lockless completion sees it).
  *   wf_fail   a positive code (the minus forgotten) fails the task with
  *             WF_EINVAL and a message instead of being dropped.
  *
@@ -1240,6 +1242,7 @@ Test(races, wf_fail_with_a_positive_code_fails_with_einval, .timeout = TEST_LIMI
 
 typedef struct rival {
 	wf_task *h; /* atomic: the child, once spawned */
+	bool watch; /* wf_wait on the child instead of joining it */
 	int rc;
 	void *res;
 } rival;
@@ -1256,8 +1259,15 @@ static void *rj_rival(void *arg)
 	wf_task *h;
 	while ((h = __atomic_load_n(&r->h, __ATOMIC_ACQUIRE)) == NULL)
 		CHECK_RC(wf_yield(), 0);
-	if (h != RJ_NONE)
+	if (h == RJ_NONE)
+		return NULL;
+	if (r->watch) {
+		bool done = false;
+		r->rc = wf_wait(&h, 1, WF_ALL_COMPLETED, LONG_MS, &done);
+		r->res = (void *)(uintptr_t)done;
+	} else {
 		r->rc = wf_join(h, &r->res);
+	}
 	return NULL;
 }
 
@@ -1266,12 +1276,19 @@ static bool rj_outcome_ok(int rc, void *res)
 	return rc == 0 ? res == (void *)(uintptr_t)7 : (rc == WF_EBUSY || rc == WF_EINVAL);
 }
 
+static void *rj_child_spin(void *arg)
+{
+	for (volatile int k = 0; k < 500; k++)
+		;
+	return rj_child(arg);
+}
+
 static void *rival_main(void *arg)
 {
-	(void)arg;
+	bool watch = arg != NULL;
 	long rounds = scaled(20000);
 	for (long i = 0; i < rounds && !check_any_failed(); i++) {
-		rival r = {.h = NULL, .rc = 1, .res = NULL};
+		rival r = {.h = NULL, .watch = watch, .rc = 1, .res = NULL};
 		int runs = 0;
 		wf_task *rv = wf_spawn(rj_rival, &r);
 		if (!CHECK(rv != NULL))
@@ -1279,7 +1296,7 @@ static void *rival_main(void *arg)
 		/* Give a thief time to take the rival now and then. */
 		for (volatile long k = 0; k < (i % 16) * 200; k++)
 			;
-		wf_task *c = wf_spawn(rj_child, &runs);
+		wf_task *c = wf_spawn(watch ? rj_child_spin : rj_child, &runs);
 		if (!CHECK(c != NULL)) {
 			__atomic_store_n(&r.h, RJ_NONE, __ATOMIC_RELEASE);
 			wf_join(rv, NULL);
@@ -1291,9 +1308,17 @@ static void *rival_main(void *arg)
 		void *res = NULL;
 		int rc = wf_join(c, &res);
 		CHECK_RC(wf_join(rv, NULL), 0);
-		CHECK((rc == 0) + (r.rc == 0) == 1);
-		CHECK(rj_outcome_ok(rc, res));
-		CHECK(rj_outcome_ok(r.rc, r.res));
+		if (watch) {
+			/* The join is ours alone; the watcher saw the child
+			 * finish, or its handle already spent, never a timeout. */
+			CHECK_RC(rc, 0);
+			CHECK(res == (void *)(uintptr_t)7);
+			CHECK(r.rc == WF_EINVAL || (r.rc == 1 && r.res == (void *)(uintptr_t)1));
+		} else {
+			CHECK((rc == 0) + (r.rc == 0) == 1);
+			CHECK(rj_outcome_ok(rc, res));
+			CHECK(rj_outcome_ok(r.rc, r.res));
+		}
 		CHECK(__atomic_load_n(&runs, __ATOMIC_RELAXED) == 1);
 	}
 	return NULL;
@@ -1304,5 +1329,16 @@ Test(races, two_joiners_of_a_child_still_in_its_spawners_deque, .timeout = TEST_
 	watchdog_start(WATCHDOG_S, "two joiners");
 	for (size_t i = 0; i < NCOUNTS; i++)
 		run_weft(worker_counts[i], rival_main, NULL);
+	watchdog_stop();
+}
+
+/* The same with a watcher (wf_wait) instead of a second joiner: the
+ * spawner's inline join completes the child without the core's lock unless
+ * it sees the watcher (asym.h); the watcher must be woken all the same. */
+Test(races, a_watcher_of_a_child_run_inline_by_its_joiner_is_woken, .timeout = TEST_LIMIT_S)
+{
+	watchdog_start(WATCHDOG_S, "watcher of an inline child");
+	for (size_t i = 0; i < NCOUNTS; i++)
+		run_weft(worker_counts[i], rival_main, (void *)1);
 	watchdog_stop();
 }
