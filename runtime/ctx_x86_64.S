@@ -2,9 +2,13 @@
  * void wf__ctx_asm_switch(void **save_sp, void *load_sp)
  * Saves callee-saved registers and the SSE/x87 control words on the current
  * stack, stores rsp in *save_sp, loads load_sp, restores the same frame.
- * It ends with pop + indirect jmp rather than ret: the return lands where
- * the CPU's return-stack predictor does not expect, and a mispredicted ret
- * costs more than an indirect jump. */
+ * It ends with ret, which keeps the CPU's return-stack predictor in step:
+ * the scheduler switches from one call site, so the return lands where the
+ * call that suspended the other stack returns, which is where the predictor
+ * looks, and every return after it (into the scheduler, then wf_yield or
+ * the wait) matches a call of the other stack too. Ending with pop and
+ * jmp instead leaves the call's entry on the predictor's stack, and every
+ * later return then mispredicts (a yield took twice as long). */
 	.text
 	.globl wf__ctx_asm_switch
 	.hidden wf__ctx_asm_switch
@@ -32,8 +36,7 @@ wf__ctx_asm_switch:
 	popq %r12
 	popq %rbx
 	popq %rbp
-	popq %rcx
-	jmpq *%rcx
+	ret
 	.cfi_endproc
 	.size wf__ctx_asm_switch,.-wf__ctx_asm_switch
 
