@@ -1,7 +1,8 @@
 /*
  * Type-stable slabs and the handle directory (see handle.h).
  *
- * Slabs are made under one process-wide mutex (rare: a slab holds up to
+ * Objects come from per-thread caches (below) refilled from per-kind
+ * lists. Slabs are made under one process-wide mutex (rare: a slab holds up to
  * 4096 objects) and published in the directory with release stores, which
  * decoders read with acquire loads and no lock. Nothing is ever taken out
  * of the directory, and slab memory never goes back to malloc: a slab given
@@ -30,6 +31,94 @@ static void **free_next(void *obj)
 /* Every kind's type once it has made objects, for wf__htype_live. */
 static wf__htype *htypes[WF__K_COUNT];
 
+/* ---- per-thread caches -------------------------------------------------- *
+ *
+ * Objects are made and freed on every worker (a future per request, a lock
+ * per connection), so one list per kind under one lock would be a line
+ * every core fights over. Each thread keeps up to TCACHE_MAX free objects
+ * of each kind and moves TCACHE_BATCH at a time between its cache and the
+ * kind's list; a thread's cache goes back to the lists when it exits.
+ *
+ * Counting: ty->live counts the objects out of the kind's list, cached
+ * ones included; the cached ones are subtracted when the count is read.
+ * Each thread's cached counts are written by it alone and summed by readers
+ * through the registry of caches, so the figure is exact whenever no
+ * thread is allocating or freeing that kind. */
+#define TCACHE_MAX 64
+#define TCACHE_BATCH 32
+
+typedef struct tcache {
+	struct tcache *prev, *next; /* registry (reg_mu) */
+	struct {
+		void *head;
+		unsigned n; /* atomic: this thread writes, readers sum */
+	} k[WF__K_COUNT];
+} tcache;
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static tcache reg = {.prev = &reg, .next = &reg};
+static pthread_key_t tcache_key;
+static bool tcache_key_ok;
+static __thread tcache *my_tcache;
+static __thread bool my_tcache_failed;
+
+static void tcache_flush_kind(tcache *c, unsigned kind, unsigned keep);
+
+/* At thread exit: everything back to the lists, the cache unregistered. */
+static void tcache_exit(void *arg)
+{
+	tcache *c = arg;
+	for (unsigned k = 0; k < WF__K_COUNT; k++)
+		tcache_flush_kind(c, k, 0);
+	pthread_mutex_lock(&reg_mu);
+	c->prev->next = c->next;
+	c->next->prev = c->prev;
+	pthread_mutex_unlock(&reg_mu);
+	my_tcache = NULL;
+	free(c);
+}
+
+static void tcache_key_make(void)
+{
+	tcache_key_ok = pthread_key_create(&tcache_key, tcache_exit) == 0;
+}
+
+/* This thread's cache, made on first use; NULL if it cannot be (then the
+ * thread uses the lists directly). */
+static tcache *tcache_get(void)
+{
+	tcache *c = my_tcache;
+	if (__builtin_expect(c != NULL, 1) || my_tcache_failed)
+		return c;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, tcache_key_make);
+	c = calloc(1, sizeof(*c));
+	if (c == NULL || !tcache_key_ok || pthread_setspecific(tcache_key, c) != 0) {
+		free(c);
+		my_tcache_failed = true;
+		return NULL;
+	}
+	pthread_mutex_lock(&reg_mu);
+	c->next = reg.next;
+	c->prev = &reg;
+	reg.next->prev = c;
+	reg.next = c;
+	pthread_mutex_unlock(&reg_mu);
+	my_tcache = c;
+	return c;
+}
+
+/* Objects of the kind sitting in caches (a racy sum while threads work). */
+static size_t cached_count(unsigned kind)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&reg_mu);
+	for (tcache *c = reg.next; c != &reg; c = c->next)
+		n += __atomic_load_n(&c->k[kind].n, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&reg_mu);
+	return n;
+}
+
 size_t wf__htype_live(unsigned kind)
 {
 	if (kind >= WF__K_COUNT)
@@ -37,10 +126,11 @@ size_t wf__htype_live(unsigned kind)
 	wf__htype *ty = __atomic_load_n(&htypes[kind], __ATOMIC_ACQUIRE);
 	if (ty == NULL)
 		return 0;
+	size_t cached = cached_count(kind);
 	wf__spin_lock(&ty->lock);
 	size_t n = ty->live;
 	wf__spin_unlock(&ty->lock);
-	return n;
+	return n > cached ? n - cached : 0;
 }
 
 bool wf__htype_ready(wf__htype *ty)
@@ -170,13 +260,13 @@ void wf__hslab_put(wf__htype *ty, void *first)
 	wf__spin_unlock(&ty->lock);
 }
 
-void *wf__hobj_alloc(wf__htype *ty)
+/* Takes up to want objects off ty's list (making a slab if it is empty),
+ * linked through their second word; their number in *got. Counted live.
+ * NULL when out of memory. */
+static void *list_take(wf__htype *ty, unsigned want, unsigned *got)
 {
-	if (!wf__htype_ready(ty))
-		return NULL;
 	wf__spin_lock(&ty->lock);
-	void *obj = ty->free;
-	while (obj == NULL) {
+	while (ty->free == NULL) {
 		wf__spin_unlock(&ty->lock);
 		size_t n;
 		char *first = wf__hslab_get(ty, &n);
@@ -191,11 +281,71 @@ void *wf__hobj_alloc(wf__htype *ty)
 			*free_next(h) = ty->free;
 			ty->free = h;
 		}
-		obj = ty->free;
 	}
-	ty->free = *free_next(obj);
-	ty->live++;
+	void *head = ty->free, *last = head;
+	unsigned n = 1;
+	while (n < want && *free_next(last) != NULL) {
+		last = *free_next(last);
+		n++;
+	}
+	ty->free = *free_next(last);
+	*free_next(last) = NULL;
+	ty->live += n;
 	wf__spin_unlock(&ty->lock);
+	*got = n;
+	return head;
+}
+
+/* Puts a chain of n objects (linked through their second word, ending in
+ * last) back on ty's list. */
+static void list_put(wf__htype *ty, void *head, void *last, unsigned n)
+{
+	wf__spin_lock(&ty->lock);
+	*free_next(last) = ty->free;
+	ty->free = head;
+	ty->live -= n;
+	wf__spin_unlock(&ty->lock);
+}
+
+/* Gives all but keep of c's cached objects of the kind back to its list. */
+static void tcache_flush_kind(tcache *c, unsigned kind, unsigned keep)
+{
+	unsigned n = c->k[kind].n;
+	if (n <= keep)
+		return;
+	wf__htype *ty = __atomic_load_n(&htypes[kind], __ATOMIC_ACQUIRE);
+	void *head = c->k[kind].head, *last = head;
+	for (unsigned i = 1; i < n - keep; i++)
+		last = *free_next(last);
+	c->k[kind].head = *free_next(last);
+	__atomic_store_n(&c->k[kind].n, keep, __ATOMIC_RELAXED);
+	list_put(ty, head, last, n - keep);
+}
+
+void *wf__hobj_alloc(wf__htype *ty)
+{
+	if (!wf__htype_ready(ty))
+		return NULL;
+	tcache *c = tcache_get();
+	void *obj;
+	if (c == NULL) {
+		unsigned got;
+		if ((obj = list_take(ty, 1, &got)) == NULL)
+			return NULL;
+	} else {
+		unsigned k = ty->kind;
+		if (c->k[k].n == 0) {
+			unsigned got;
+			void *chain = list_take(ty, TCACHE_BATCH, &got);
+			if (chain == NULL)
+				return NULL;
+			c->k[k].head = chain;
+			__atomic_store_n(&c->k[k].n, got, __ATOMIC_RELAXED);
+		}
+		obj = c->k[k].head;
+		c->k[k].head = *free_next(obj);
+		__atomic_store_n(&c->k[k].n, c->k[k].n - 1, __ATOMIC_RELAXED);
+	}
 	memset((char *)obj + sizeof(wf__hdr), 0, ty->size - sizeof(wf__hdr));
 	wf__hdr_arm(obj);
 	return obj;
@@ -210,24 +360,35 @@ void wf__hobj_free(wf__htype *ty, void *obj)
 
 void wf__hobj_recycle(wf__htype *ty, void *obj, bool keep)
 {
-	wf__spin_lock(&ty->lock);
-	ty->live--;
-	if (keep) {
-		*free_next(obj) = ty->free;
-		ty->free = obj;
-	} else {
-		ty->retired++;
+	tcache *c = keep ? tcache_get() : NULL;
+	if (c == NULL) {
+		wf__spin_lock(&ty->lock);
+		ty->live--;
+		if (keep) {
+			*free_next(obj) = ty->free;
+			ty->free = obj;
+		} else {
+			ty->retired++;
+		}
+		wf__spin_unlock(&ty->lock);
+		return;
 	}
-	wf__spin_unlock(&ty->lock);
+	unsigned k = ty->kind;
+	*free_next(obj) = c->k[k].head;
+	c->k[k].head = obj;
+	__atomic_store_n(&c->k[k].n, c->k[k].n + 1, __ATOMIC_RELAXED);
+	if (c->k[k].n > TCACHE_MAX)
+		tcache_flush_kind(c, k, TCACHE_MAX - TCACHE_BATCH);
 }
 
 void wf__htype_stats(wf__htype *ty, wf__hstats *out)
 {
+	size_t cached = ty->kind < WF__K_COUNT ? cached_count(ty->kind) : 0;
 	wf__spin_lock(&ty->lock);
 	out->slabs = ty->slabs;
-	out->live = ty->live;
+	out->live = ty->live - cached;
 	out->retired = ty->retired;
-	out->free = 0;
+	out->free = cached;
 	for (void *o = ty->free; o != NULL; o = *free_next(o))
 		out->free++;
 	wf__spin_unlock(&ty->lock);

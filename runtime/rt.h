@@ -336,7 +336,7 @@ struct wf__worker {
 	uint64_t n_started;    /* atomic, owner writes: tasks spawned here */
 	uint64_t n_finished;   /* atomic, owner writes: tasks finished here */
 	wf__wstats st;         /* atomic each, owner writes (observe.c) */
-};
+} __attribute__((aligned(WF__CACHELINE))); /* no line shared with a neighbour */
 
 struct wf_runtime {
 	const struct wf_hooks *hooks; /* cfg.hooks: NULL, or some set */
@@ -346,12 +346,17 @@ struct wf_runtime {
 	wf__worker *workers;
 	wf_config cfg;
 	size_t stack_size;
-	wf__startq injection;
-	int nsleeping;   /* atomic */
-	int nsearching;  /* atomic */
 	int shutdown;    /* atomic: 1 draining, 2 stopping workers */
 	unsigned cancel_epoch;   /* atomic: bumped to make workers sweep */
-	uint64_t foreign_started; /* atomic: tasks submitted from plain threads */
+	/* Lines of their own, each written by different parties: the fields
+	 * above are read by every worker all the time and written almost
+	 * never; these are written on every submission from a plain thread
+	 * (injection), every park and search (the counts), every plain
+	 * thread's submit or wake (foreign_*). */
+	wf__startq injection __attribute__((aligned(WF__CACHELINE)));
+	int nsleeping __attribute__((aligned(WF__CACHELINE))); /* atomic */
+	int nsearching;  /* atomic */
+	uint64_t foreign_started __attribute__((aligned(WF__CACHELINE))); /* atomic: tasks submitted from plain threads */
 	int foreign_wakes;        /* atomic: wakes by plain threads in progress */
 	int submitting;           /* atomic: wf_runtime_submit calls in progress */
 	pthread_mutex_t foreign_mu;
