@@ -307,6 +307,9 @@ struct wf__worker {
 	wf__worker *lifo_victim; /* steal_lifo: the full slot seen last, */
 	unsigned lifo_tick;      /* its owner's pick count then, */
 	uint64_t lifo_since;     /* and when */
+	wf__worker *sole_victim; /* steal_from_others: a deque holding one */
+	unsigned sole_tick;      /* entry, its owner's pick count then, */
+	uint64_t sole_since;     /* and when */
 	wf_task *yield_head, *yield_tail;
 	bool firing_timers;              /* wakes go to fired_*, in order */
 	wf_task *fired_head, *fired_tail;
@@ -343,6 +346,7 @@ struct wf_runtime {
 	uint64_t start_ns;
 	struct wf__observe *observe;  /* observe.c's threads, or NULL */
 	unsigned nworkers;
+	unsigned ncpus; /* CPUs the process may use: more awake workers spin in vain */
 	wf__worker *workers;
 	wf_config cfg;
 	size_t stack_size;

@@ -232,6 +232,19 @@ static unsigned ncores(void)
 	return n > 0 ? (unsigned)n : 1;
 }
 
+/* The CPUs this process may run on (its affinity mask, which a container's
+ * cpuset narrows), for the spinning limit (scheduler.c). */
+static unsigned usable_cpus(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+		int n = CPU_COUNT(&set);
+		if (n > 0)
+			return (unsigned)n;
+	}
+	return ncores();
+}
+
 static size_t default_stack_size(void)
 {
 #if defined(WF_ASAN) || defined(WF_TSAN)
@@ -382,6 +395,7 @@ static int runtime_start(const wf_config *cfg_in, wf_runtime **out, char **errms
 	rt->hooks = cfg.hooks;
 	rt->start_ns = wf__now_ns();
 	rt->nworkers = cfg.workers ? cfg.workers : ncores();
+	rt->ncpus = usable_cpus();
 	rt->stack_size = cfg.stack_size ? cfg.stack_size : default_stack_size();
 	if (rt->cfg.shutdown_grace_ms == 0)
 		rt->cfg.shutdown_grace_ms = DEFAULT_GRACE_MS;

@@ -74,6 +74,8 @@
 #define WF__STEAL_ROUNDS 2
 #define WF__STACK_CACHE_KEEP 64
 #define WF__SPIN_ROUNDS 256
+#define WF__PARK_CAP_BUSY_NS 1000000ull /* park, another worker awake */
+#define WF__PARK_CAP_IDLE_NS 10000000ull /* park, all the others asleep */
 #define WF__TRIM_PERIOD_NS 1000000000ull
 
 #define TAG_START(t) wf__start_entry(t)
@@ -245,8 +247,17 @@ void wf__notify_work(wf_runtime *rt)
 static inline void notify_if_idle(wf__worker *w)
 {
 	wf_runtime *rt = w->rt;
+	/* A sole entry wakes nobody (Tokio's rule): it is what this worker
+	 * runs next, usually as soon as the running task ends or waits (a
+	 * chain of spawns, a handler spawned per request), and a worker woken
+	 * for it only finds it gone and costs the spawner a system call per
+	 * hand-off. If the running task goes on for long instead, a parked
+	 * worker comes back within 1 ms (park) and takes it once its owner
+	 * has not picked anything for a while (sole_entry_held). The size is
+	 * read last: it loads top, the thieves' line. */
 	if (WF__UNLIKELY(__atomic_load_n(&rt->nsleeping, __ATOMIC_RELAXED) != 0) &&
-	    __atomic_load_n(&rt->nsearching, __ATOMIC_RELAXED) == 0)
+	    __atomic_load_n(&rt->nsearching, __ATOMIC_RELAXED) == 0 &&
+	    wf__deque_size(&w->deque) > 1)
 		wf__notify_work(rt);
 }
 
@@ -723,6 +734,29 @@ static bool lifo_elsewhere(wf__worker *w)
 	return false;
 }
 
+/* A deque's only entry is usually what its owner runs next: the task it
+ * just spawned or woke, taken as soon as the running task ends or waits
+ * (a chain of spawns, a request handed to the next stage). A thief that
+ * takes it moves the chain to another core, and the next link comes back
+ * the same way: every hand-off then crosses cores. So a thief leaves a
+ * sole entry alone until its owner has not picked anything for
+ * WF__SOLE_GRACE_NS (it is busy in one task: the entry would wait), as Go
+ * leaves a P's runnext alone for a few microseconds. More entries than
+ * one are stolen at once, as before. */
+#define WF__SOLE_GRACE_NS 5000ull
+static bool sole_entry_held(wf__worker *w, wf__worker *v)
+{
+	unsigned tick = __atomic_load_n(&v->tick, __ATOMIC_RELAXED);
+	uint64_t now = wf__now_ns();
+	if (w->sole_victim != v || w->sole_tick != tick) {
+		w->sole_victim = v;
+		w->sole_tick = tick;
+		w->sole_since = now;
+		return true;
+	}
+	return now - w->sole_since < WF__SOLE_GRACE_NS;
+}
+
 static void *steal_from_others(wf__worker *w)
 {
 	wf_runtime *rt = w->rt;
@@ -737,7 +771,7 @@ static void *steal_from_others(wf__worker *w)
 				continue;
 			/* Steal half: run the first, keep the rest here. */
 			int64_t size = wf__deque_size(&v->deque);
-			if (size == 0)
+			if (size == 0 || (size == 1 && sole_entry_held(w, v)))
 				continue;
 			int64_t want = (size + 1) / 2;
 			void *first = NULL;
@@ -993,8 +1027,25 @@ static bool anything_to_do(wf__worker *w)
 	if (__atomic_load_n(&w->lifo, __ATOMIC_RELAXED) != NULL || w->yield_head != NULL ||
 	    wf__deque_size(&w->deque) > 0)
 		return true;
+	/* Another deque's sole entry is not work for us: its owner is about
+	 * to run it (sole_entry_held). Only a parking worker's timed return
+	 * (entries_elsewhere) looks at it again, in case its owner is stuck:
+	 * a spinner that kept looking at a deque its owner pushes and takes
+	 * all the time would only slow the owner down. */
 	for (unsigned i = 0; i < rt->nworkers; i++)
-		if (wf__deque_size(&rt->workers[i].deque) > 0)
+		if (wf__deque_size(&rt->workers[i].deque) > 1)
+			return true;
+	return false;
+}
+
+/* Whether another worker's deque holds anything: a parking worker then
+ * comes back soon, in case that owner is stuck in one task and its sole
+ * entry becomes fair game. */
+static bool entries_elsewhere(wf__worker *w)
+{
+	wf_runtime *rt = w->rt;
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		if (&rt->workers[i] != w && wf__deque_size(&rt->workers[i].deque) > 0)
 			return true;
 	return false;
 }
@@ -1006,8 +1057,14 @@ static bool anything_to_do(wf__worker *w)
 static bool spin_for_work(wf__worker *w)
 {
 	wf_runtime *rt = w->rt;
-	if (rt->nworkers < 2 ||
-	    __atomic_load_n(&rt->nsleeping, __ATOMIC_RELAXED) >= (int)rt->nworkers - 1)
+	int sleeping = __atomic_load_n(&rt->nsleeping, __ATOMIC_RELAXED);
+	if (rt->nworkers < 2 || sleeping >= (int)rt->nworkers - 1)
+		return false;
+	/* More workers awake than CPUs: the one that would give us work may
+	 * be waiting for the CPU this spin holds. Park at once and let it run
+	 * (it wakes us if it has more), as on a machine whose cores are
+	 * shared with other programs. */
+	if ((int)rt->nworkers - sleeping > (int)rt->ncpus)
 		return false;
 	/* A worker that watches sockets has its work coming from its own
 	 * epoll, which spinning does not see: it sleeps in it at once, and
@@ -1077,8 +1134,18 @@ static void park(wf__worker *w)
 	uint64_t trim = trim_stacks(w);
 	if (trim < next)
 		next = trim;
-	if (rt->nworkers > 1 && lifo_elsewhere(w)) {
-		uint64_t soon = wf__now_ns() + 1000000; /* 1 ms */
+	if (rt->nworkers > 1) {
+		/* Back soon while another worker is awake: its LIFO slot or
+		 * its deque's sole entry (which wake nobody) may be stuck
+		 * behind a long task there. With every other worker asleep,
+		 * seldom: one of them may wake for its own reasons and spawn
+		 * without waking us. */
+		bool others_awake = __atomic_load_n(&rt->nsleeping, __ATOMIC_RELAXED) <
+				    (int)rt->nworkers - 1;
+		uint64_t cap = others_awake || lifo_elsewhere(w) || entries_elsewhere(w)
+				       ? WF__PARK_CAP_BUSY_NS
+				       : WF__PARK_CAP_IDLE_NS;
+		uint64_t soon = wf__now_ns() + cap;
 		if (soon < next)
 			next = soon;
 	}

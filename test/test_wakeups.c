@@ -12,6 +12,9 @@
  *            by an idle worker meanwhile. Guards against the LIFO slot
  *            being invisible to thieves (and idle workers not being told),
  *            which leaves the woken task waiting for the whole computation.
+ *   sole     a task spawned alone (which wakes nobody: its spawner usually
+ *            runs it next) by a task that then computes for long is run by
+ *            a worker that was asleep, which comes back on its own.
  *
  * Hangs: a watchdog thread reports what was running and aborts the test's
  * process. Iterations shrink under the sanitizers and in unoptimised
@@ -385,5 +388,78 @@ Test(wakeups, a_task_woken_into_the_lifo_slot_is_stolen, .timeout = TEST_LIMIT_S
 	static const unsigned counts[] = {2, 3, 8};
 	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
 		run_weft(counts[i], lifo_main, (void *)(uintptr_t)counts[i]);
+	watchdog_stop();
+}
+
+/* ---- a sole spawned task behind a long computation is run elsewhere ----------- *
+ *
+ * A spawn that leaves one entry in the spawner's deque wakes nobody (the
+ * spawner usually runs it next). The main task, on a runtime whose other
+ * workers are all asleep, spawns a child and then computes for SPIN_MS
+ * without suspending: a parked worker must come back on its own, see the
+ * spawner stuck, and run the child meanwhile. Guards against the child
+ * waiting for the whole computation (or for ever, if the spawner never
+ * suspended). */
+
+typedef struct sole {
+	uint64_t ran_at; /* atomic */
+	int ran_on;
+} sole;
+
+static void *sole_child(void *arg)
+{
+	sole *s = arg;
+	s->ran_on = wf_worker_id();
+	__atomic_store_n(&s->ran_at, mono_ns(), __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void *sole_main(void *arg)
+{
+	unsigned nworkers = (unsigned)(uintptr_t)arg;
+	char log[ATTEMPTS][160];
+	bool ok = false;
+	int attempt;
+	for (attempt = 0; attempt < ATTEMPTS && !ok; attempt++) {
+		watchdog_note("sole spawned task: %u workers, attempt %d", nworkers, attempt);
+		/* Every worker asleep, this one in its timer wait. */
+		CHECK_RC(wf_sleep(30), 0);
+		sole s = {0};
+		int me = wf_worker_id();
+		uint64_t t0 = mono_ns();
+		wf_task *t = wf_spawn(sole_child, &s);
+		if (!CHECK(t != NULL))
+			return NULL;
+		uint64_t end;
+		do {
+			spin(1000);
+			end = mono_ns();
+		} while (end - t0 < SPIN_MS * 1000000ull);
+		uint64_t ran = __atomic_load_n(&s.ran_at, __ATOMIC_ACQUIRE);
+		ok = ran != 0 && ran < end && s.ran_on != me;
+		snprintf(log[attempt], sizeof(log[attempt]),
+			 "attempt %d: the spawner computed on worker %d for %.0f ms; the child %s",
+			 attempt, me, (double)(end - t0) / 1e6,
+			 ran != 0 ? "ran during it" : "had not run when it ended");
+		CHECK_RC(wf_join(t, NULL), 0);
+	}
+	if (!CHECK(ok)) {
+		fprintf(stderr, "a sole spawned task waited for its busy spawner, with %u workers:\n",
+			nworkers);
+		for (int a = 0; a < attempt; a++)
+			fprintf(stderr, "  %s\n", log[a]);
+	}
+	return NULL;
+}
+
+Test(wakeups, a_sole_spawned_task_behind_a_long_computation_runs_elsewhere,
+     .timeout = TEST_LIMIT_S)
+{
+	if (cpus_available() < 2)
+		cr_skip_test("needs 2 CPUs: an idle worker must run while another computes");
+	watchdog_start(WATCHDOG_S, "sole spawned task");
+	static const unsigned counts[] = {2, 3, 8};
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
+		run_weft(counts[i], sole_main, (void *)(uintptr_t)counts[i]);
 	watchdog_stop();
 }
