@@ -235,6 +235,11 @@ void wf__notify_work(wf_runtime *rt)
 	unsigned start = self != NULL ? self->id + 1 : 0;
 	for (unsigned i = 0; i < n; i++) {
 		wf__worker *w = &rt->workers[(start + i) % n];
+		/* Not ourselves: a worker here is awake, even while its park
+		 * still says it sleeps (its poll is firing the waiters of the
+		 * events it got, which may notify). */
+		if (w == self)
+			continue;
 		if (__atomic_load_n(&w->sleeping, __ATOMIC_RELAXED)) {
 			wake_worker(w);
 			if (!__atomic_load_n(&w->sleeping, __ATOMIC_RELAXED))
