@@ -44,9 +44,16 @@ void wf__fcore_destroy(wf__fcore *c)
 	c->cbs = NULL;
 }
 
-/* Runs the done-callbacks taken off a completed core, outside its lock. */
-static void run_callbacks(wf__cb_node *cbs, wf_future *owner)
+/* With c's lock held and c done: fires its waiters under the lock
+ * (internal.h's rule), takes its done-callbacks, drops the lock and runs
+ * them outside it. */
+static void fire_and_unlock(wf__fcore *c, wf_future *owner)
 {
+	if (c->waiters.head != NULL)
+		wf__waitq_fire_all(&c->waiters, 0, NULL);
+	wf__cb_node *cbs = c->cbs;
+	c->cbs = c->cbs_tail = NULL;
+	wf__spin_unlock(&c->lock);
 	while (cbs != NULL) {
 		/* A watcher's callback may free its node: read it first. */
 		wf__cb_node *next = cbs->next;
@@ -75,12 +82,7 @@ int wf__fcore_complete(wf__fcore *c, int err, void *value, char *msg, wf_future 
 	__atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
 	/* Fired under the lock (internal.h's rule); a woken waiter's wake-up
 	 * orders the outcome before its return. */
-	if (c->waiters.head != NULL)
-		wf__waitq_fire_all(&c->waiters, 0, NULL);
-	wf__cb_node *cbs = c->cbs;
-	c->cbs = c->cbs_tail = NULL;
-	wf__spin_unlock(&c->lock);
-	run_callbacks(cbs, owner);
+	fire_and_unlock(c, owner);
 	return 0;
 }
 
@@ -97,12 +99,7 @@ void wf__fcore_complete_lockless(wf__fcore *c, int err, void *value, char *msg,
 	if (WF__LIKELY(!(__atomic_load_n(watched, __ATOMIC_RELAXED) & bit)))
 		return;
 	wf__spin_lock(&c->lock);
-	if (c->waiters.head != NULL)
-		wf__waitq_fire_all(&c->waiters, 0, NULL);
-	wf__cb_node *cbs = c->cbs;
-	c->cbs = c->cbs_tail = NULL;
-	wf__spin_unlock(&c->lock);
-	run_callbacks(cbs, NULL);
+	fire_and_unlock(c, NULL);
 }
 
 int wf__fcore_wait(wf__fcore *c, uint64_t deadline)
