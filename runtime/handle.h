@@ -30,8 +30,9 @@
  * is retired for good: never reused, which costs one slot per two billion
  * objects, and so no generation is ever handed out twice.
  *
- * Memory. Slabs come from malloc and are never given back while the
- * process lives; a slab only ever holds objects of one kind. So reading a
+ * Memory. Slabs come from anonymous mappings of their own (handle.c) and
+ * are never given back while the process lives; a slab only ever holds
+ * objects of one kind. So reading a
  * stale handle's slot is never a use-after-free, and what is there is an
  * object of the right kind (or a free one). Garbage (0, small integers,
  * random 64-bit values, addresses of other memory) decodes to NULL: the

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "rt_check.h"
 #include "runtime/handle.h"
@@ -285,6 +286,52 @@ Test(handle, slabs_get_put)
 		wf__hdr_bump(h);
 	}
 	wf__hslab_put(&type_s, again);
+}
+
+/* ---- slab memory ----------------------------------------------------------
+ * Slabs are carved from 2 MiB chunks (a unit of WF__HSLAB_ALIGN each, the
+ * chunks after the first advised as huge pages): many slabs' worth of
+ * objects, across several chunks, come zeroed, lie inside their own slab,
+ * never overlap, and decode to themselves until freed. */
+
+Test(handle, many_slabs_across_chunks)
+{
+	size_t per = 0;
+	struct obj_b *probe = wf__hobj_alloc(&type_b);
+	cr_assert_not_null(probe);
+	per = type_b.per_slab;
+	wf__hobj_free(&type_b, probe);
+	/* Five chunks' worth of slabs (a chunk holds 32). */
+	size_t n = per * 160;
+	struct obj_b **objs = malloc(n * sizeof(*objs));
+	void **hs = malloc(n * sizeof(*hs));
+	cr_assert(objs != NULL && hs != NULL);
+	for (size_t i = 0; i < n; i++) {
+		objs[i] = wf__hobj_alloc(&type_b);
+		cr_assert_not_null(objs[i], "object %zu", i);
+		uintptr_t off = (uintptr_t)objs[i] & (WF__HSLAB_ALIGN - 1);
+		cr_assert_geq(off, WF__HSLAB_HDR, "object %zu inside its slab", i);
+		cr_assert_leq(off + sizeof(struct obj_b), WF__HSLAB_ALIGN);
+		for (size_t k = 0; k < sizeof(objs[i]->bytes); k++)
+			if (objs[i]->bytes[k] != 0)
+				cr_assert_fail("object %zu byte %zu not zero", i, k);
+		hs[i] = handle_of(objs[i]);
+		/* Every byte written: an overlap shows as another's pattern. */
+		memset(objs[i]->bytes, (int)(i * 7 + 1) & 0xff, sizeof(objs[i]->bytes));
+	}
+	for (size_t i = 0; i < n; i++) {
+		cr_assert_eq(wf__handle_get(hs[i], WF__K_TEST_B), objs[i], "object %zu", i);
+		unsigned char want = (unsigned char)((i * 7 + 1) & 0xff);
+		for (size_t k = 0; k < sizeof(objs[i]->bytes); k++)
+			if ((unsigned char)objs[i]->bytes[k] != want)
+				cr_assert_fail("object %zu byte %zu overwritten", i, k);
+	}
+	for (size_t i = 0; i < n; i++)
+		wf__hobj_free(&type_b, objs[i]);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_null(wf__handle_get(hs[i], WF__K_TEST_B), "object %zu stale", i);
+	free(objs);
+	free(hs);
 }
 
 /* ---- every kind, through the public API ----------------------------------
