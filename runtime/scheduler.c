@@ -599,11 +599,19 @@ void wf__run_inline(wf__worker *w, wf_task *t)
 	t->result = t->fn(t->arg);
 	if (WF__UNLIKELY(t->cscope != NULL))
 		wf__task_exit_scopes(t);
-	/* The child may have suspended and resumed elsewhere. */
+	/* The child may have suspended and resumed elsewhere, or moved
+	 * itself: the fiber, and the parent on it, went along. */
 	w = wf__self();
 	w->current = parent;
 	t->fiber = NULL;
 	t->inline_parent = NULL;
+	/* A pinned parent runs nowhere but at home: it goes back now, not at
+	 * its next wait (which may never come). */
+	if (WF__UNLIKELY(__atomic_load_n(&parent->pinned, __ATOMIC_RELAXED))) {
+		wf__worker *home = __atomic_load_n(&parent->home, __ATOMIC_RELAXED);
+		if (home != NULL && home != w)
+			(void)wf__task_move(home->id);
+	}
 }
 
 /* ---- finding work ------------------------------------------------------ */

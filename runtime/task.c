@@ -193,10 +193,13 @@ wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
 	t->rt = rt;
 	t->owner = w;
 	t->last = w;
-	t->home = NULL;
+	/* Atomic: a thief may still read these through a stale pointer to
+	 * this struct's previous life (type-stable memory; its CAS on the
+	 * slot the pointer came from then fails). */
+	__atomic_store_n(&t->home, NULL, __ATOMIC_RELAXED);
 	t->inline_by_joiner = false;
 	t->move_to = NULL;
-	t->pinned = 0;
+	__atomic_store_n(&t->pinned, 0, __ATOMIC_RELAXED);
 	t->qnext = NULL;
 	t->snext = NULL;
 	t->name_state = NAME_NONE;

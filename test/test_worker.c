@@ -150,6 +150,48 @@ Test(worker, a_pinned_task_is_never_stolen_and_always_woken_at_home)
 		run_weft(worker_counts[i], pin_main, NULL);
 }
 
+/* A pinned task joins a child that moves itself to another worker. Run
+ * inline (the common case: the child is still in the joiner's deque), the
+ * child moves the joiner's fiber, and the joiner with it; stolen, it moves
+ * alone. Either way the joiner is back home when its join returns, also
+ * with the child's yields and moves back and forth in between. */
+static void *move_away(void *arg)
+{
+	unsigned n = (unsigned)(uintptr_t)arg;
+	CHECK_RC(wf_move_to_worker(n - 1), 0);
+	int where = wf_worker_id();
+	if (where % 2)
+		CHECK_RC(wf_yield(), 0);
+	return (void *)(intptr_t)where;
+}
+
+static void *pinned_joiner_main(void *arg)
+{
+	unsigned n = (unsigned)(uintptr_t)arg;
+	CHECK_RC(wf_move_to_worker(0), 0);
+	CHECK_RC(wf_pin(true), 0);
+	long rounds = test_iters(300);
+	for (long i = 0; i < rounds && !check_any_failed(); i++) {
+		void *where = NULL;
+		CHECK_RC(wf_join(wf_spawn(move_away, arg), &where), 0);
+		CHECK_EQ((intptr_t)where, (intptr_t)n - 1);
+		CHECK_EQ(wf_worker_id(), 0);
+		if (i % 8 == 0)
+			CHECK_RC(wf_yield(), 0);
+		CHECK_EQ(wf_worker_id(), 0);
+	}
+	CHECK_RC(wf_pin(false), 0);
+	return NULL;
+}
+
+Test(worker, a_pinned_joiner_is_home_when_a_child_that_moved_returns)
+{
+	for (size_t i = 0; i < NCOUNTS; i++)
+		if (worker_counts[i] > 1)
+			run_weft(worker_counts[i], pinned_joiner_main,
+				 (void *)(uintptr_t)worker_counts[i]);
+}
+
 Test(worker, bad_input_from_a_plain_thread)
 {
 	cr_assert_eq(wf_move_to_worker(0), WF_ENOTTASK);
