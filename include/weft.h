@@ -341,7 +341,9 @@ WF_EXTERN int wf_yield(void);
  * thread sleeps). 0 or WF_ECANCELED. */
 WF_EXTERN int wf_sleep(uint64_t ms);
 
-/* [any] The calling task, or NULL on a plain thread. Valid while it runs. */
+/* [any] The calling task, or NULL on a plain thread. Valid while it runs:
+ * wf_task_name, wf_task_done and wf_cancel take it even if another task
+ * detaches this one between the call and the use. */
 WF_EXTERN wf_task *wf_current(void);
 /* [any] The task's name ("task-<id>" if none was given); valid as long as
  * the handle is. NULL for NULL or a released handle. */

@@ -492,6 +492,14 @@ void wf__timers_destroy(wf__worker *w);
 		}                                                              \
 		return rev;                                                    \
 	}                                                                      \
+	/* Takes every queued task, in no particular order (newest first):    \
+	 * no walk, for lists whose order does not matter. */                  \
+	static inline wf_task *prefix##_take_any(qtype *q)                     \
+	{                                                                      \
+		if (__atomic_load_n(&q->head, __ATOMIC_RELAXED) == NULL)       \
+			return NULL;                                           \
+		return __atomic_exchange_n(&q->head, NULL, __ATOMIC_ACQUIRE);  \
+	}                                                                      \
 	static inline bool prefix##_empty(qtype *q)                            \
 	{                                                                      \
 		return __atomic_load_n(&q->head, __ATOMIC_RELAXED) == NULL;    \

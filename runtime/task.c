@@ -245,6 +245,11 @@ static void task_free(wf_task *t)
 		wf__task_free_local(owner, t);
 		return;
 	}
+	/* Cleared here, where its lines are likely still cached, so that the
+	 * owner adopts what comes back as it is (wf__worker_drain_remote_
+	 * free): in a spawn burst the owner is the busy one. */
+	if (!task_clear(t))
+		return; /* retired */
 	if (self == NULL || self->rt != t->rt) {
 		wf__mpq_push(&owner->remote_free, t);
 		return;
@@ -278,14 +283,21 @@ void wf__task_flush_remote(wf__worker *w)
 	w->rfree_count = 0;
 }
 
+/* The tasks other threads freed for w, cleared by them (task_free): the
+ * list becomes the free list as it is when that is empty (the allocation
+ * path), else it goes in front of it. */
 void wf__worker_drain_remote_free(wf__worker *w)
 {
-	wf_task *t = wf__mpq_take_all(&w->remote_free);
-	while (t != NULL) {
-		wf_task *n = t->qnext;
-		wf__task_free_local(w, t);
-		t = n;
+	wf_task *list = wf__mpq_take_any(&w->remote_free);
+	if (list == NULL)
+		return;
+	if (w->free_tasks != NULL) {
+		wf_task *last = list;
+		while (last->qnext != NULL)
+			last = last->qnext;
+		last->qnext = w->free_tasks;
 	}
+	w->free_tasks = list;
 }
 
 void wf__task_unref(wf_task *t)
@@ -729,6 +741,24 @@ int wf_join(wf_task *t, void **result)
 	return wf_join_ex(t, result, NULL);
 }
 
+/* The task h names; also, for the calling task, the handle it had before
+ * it was detached while it ran: wf_current() is valid while the task runs,
+ * even if another task detaches it between the call and the use (a detach
+ * makes the old value stale). Only the handle of that very task: the same
+ * slot, one release earlier, and the task detached. */
+static wf_task *task_get_or_self(const wf_task *h)
+{
+	wf_task *t = wf__task_get(h);
+	if (WF__LIKELY(t != NULL) || h == NULL)
+		return t;
+	wf_task *self = wf__current();
+	if (self == NULL || !(__atomic_load_n(&self->joined, __ATOMIC_ACQUIRE) & J_DETACHED))
+		return NULL;
+	uint64_t mine = (uint64_t)(uintptr_t)wf__task_handle(self);
+	uint64_t v = (uint64_t)(uintptr_t)h;
+	return (uint32_t)v == (uint32_t)mine && (v >> 32) + 2 == (mine >> 32) ? self : NULL;
+}
+
 int wf_detach(wf_task *h)
 {
 	wf_task *t = wf__task_get(h);
@@ -753,7 +783,7 @@ int wf_detach(wf_task *h)
 
 int wf_cancel(wf_task *h)
 {
-	wf_task *t = wf__task_get(h);
+	wf_task *t = task_get_or_self(h);
 	if (t == NULL)
 		return WF_EINVAL;
 	if (__atomic_load_n(&t->state, __ATOMIC_ACQUIRE) == WF__T_DONE)
@@ -866,7 +896,7 @@ wf_task *wf_current(void)
 
 const char *wf_task_name(wf_task *h)
 {
-	wf_task *t = wf__task_get(h);
+	wf_task *t = task_get_or_self(h);
 	return t != NULL ? wf__task_name(t) : NULL;
 }
 
@@ -889,6 +919,6 @@ const char *wf__task_name(wf_task *t)
 
 bool wf_task_done(const wf_task *h)
 {
-	wf_task *t = wf__task_get(h);
+	wf_task *t = task_get_or_self(h);
 	return t != NULL && __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) == WF__T_DONE;
 }

@@ -559,3 +559,68 @@ Test(handles_stale, released_futures_from_many_tasks, .timeout = TEST_LIMIT_S)
 		run_weft(worker_counts[i], future_main, (void *)(uintptr_t)worker_counts[i]);
 	watchdog_stop();
 }
+
+/* ---- the calling task's own handle ------------------------------------------
+ *
+ * Property: wf_current() is valid while the task runs, even when another
+ * task detaches it between the call and the use; the handle of a task
+ * that ran in the same memory before is still refused. */
+
+struct self_detach {
+	wf_future *go;   /* set once the handle was detached */
+	wf_task *before; /* the task's wf_current() before the detach */
+	wf_task *older;  /* a finished task's spent handle */
+	int finished;    /* atomic: the task no longer reads this */
+};
+
+static void *self_detach_task(void *arg)
+{
+	struct self_detach *s = arg;
+	__atomic_store_n(&s->before, wf_current(), __ATOMIC_RELEASE);
+	CHECK_RC(wf_await(s->go, NULL), 0);
+	/* Detached meanwhile: the value read before still names this task. */
+	const char *name = wf_task_name(s->before);
+	CHECK(name != NULL && strcmp(name, "self-detach") == 0);
+	CHECK(!wf_task_done(s->before));
+	CHECK(wf_task_name(wf_current()) == name);
+	/* Not an older task's handle, whatever memory it had. */
+	CHECK(wf_task_name(s->older) == NULL);
+	CHECK_RC(wf_cancel(s->older), WF_EINVAL);
+	__atomic_store_n(&s->finished, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void *self_detach_main(void *arg)
+{
+	long rounds = test_iters(200);
+	for (long i = 0; i < rounds && !check_any_failed(); i++) {
+		struct self_detach s = {.go = wf_future_new()};
+		wf_task *old = wf_spawn(yield_value_fn, (void *)1);
+		CHECK_RC(wf_join(old, NULL), 0);
+		s.older = old;
+		wf_spawn_opts o = WF_SPAWN_OPTS_INIT;
+		o.name = "self-detach";
+		wf_task *t = NULL;
+		if (!CHECK_RC(wf_spawn_ex(self_detach_task, &s, &o, &t), 0))
+			break;
+		while (__atomic_load_n(&s.before, __ATOMIC_ACQUIRE) == NULL)
+			CHECK_RC(wf_yield(), 0);
+		CHECK_RC(wf_detach(t), 0);
+		CHECK(wf_task_name(t) == NULL); /* the detacher's copy is spent */
+		CHECK_RC(wf_future_set(s.go, NULL), 0);
+		/* The task reads s: wait until it is done with it. */
+		while (!__atomic_load_n(&s.finished, __ATOMIC_ACQUIRE))
+			CHECK_RC(wf_yield(), 0);
+		wf_future_release(s.go);
+	}
+	return NULL;
+}
+
+Test(handles_stale, the_calling_tasks_handle_stays_valid_when_it_is_detached,
+     .timeout = TEST_LIMIT_S)
+{
+	watchdog_start(WATCHDOG_S, "own handle, detached");
+	for (size_t i = 0; i < NCOUNTS; i++)
+		run_weft(worker_counts[i], self_detach_main, NULL);
+	watchdog_stop();
+}

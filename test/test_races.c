@@ -32,6 +32,8 @@
  *             inline is woken (the lockless completion sees it).
  *   wf_fail   a positive code (the minus forgotten) fails the task with
  *             WF_EINVAL and a message instead of being dropped.
+ *   remote    a task freed away from its spawner's worker (by another
+ *             worker or a plain thread's join) comes back clean.
  *
  * Hangs: every test arms a watchdog thread that reports what was running
  * and aborts the test's process, so a hang is a failure, not a timeout.
@@ -1340,5 +1342,147 @@ Test(races, a_watcher_of_a_child_run_inline_by_its_joiner_is_woken, .timeout = T
 	watchdog_start(WATCHDOG_S, "watcher of an inline child");
 	for (size_t i = 0; i < NCOUNTS; i++)
 		run_weft(worker_counts[i], rival_main, (void *)1);
+	watchdog_stop();
+}
+
+/* ---- remote frees ----------------------------------------------------------
+ *
+ * Property: a task whose last reference drops away from its spawner's
+ * worker (it finished detached on another worker, or a plain thread joined
+ * it) is cleared where it is freed and comes back to the spawner's free
+ * list whole: its old handle is refused, its failure message is freed
+ * (ASan's leak check), and the tasks made in its memory start clean: no
+ * stale name, result, failure or cancellation. */
+
+#define ROAM_BATCH 64
+
+/* Detached roamers not yet finished: the root waits for them before it
+ * returns (the runtime's end would cancel them). */
+static long roam_detached_live;
+
+struct roam {
+	unsigned nworkers;
+	wf_task *plain[ROAM_BATCH]; /* joined by the plain thread */
+	int nplain;
+	wf_future *plain_done;
+};
+
+static void *roam_task(void *arg)
+{
+	uintptr_t i = (uintptr_t)arg;
+	unsigned n = wf_runtime_workers(wf_runtime_current());
+	CHECK_EQ(wf_cancelling(), 0);
+	char want[32];
+	if (i % 2)
+		snprintf(want, sizeof(want), "roam-%u", (unsigned)i);
+	else
+		snprintf(want, sizeof(want), "task-");
+	CHECK(strncmp(wf_task_name(wf_current()), want, strlen(want)) == 0);
+	if (i % 3 == 0)
+		CHECK_RC(wf_move_to_worker((unsigned)(wf_worker_id() + 1) % n), 0);
+	if (i % 7 == 0)
+		CHECK_RC(wf_yield(), 0);
+	if (i % 4 == 0)
+		__atomic_sub_fetch(&roam_detached_live, 1, __ATOMIC_RELEASE);
+	else if (i % 5 == 0)
+		return wf_fail(WF_EIO, "roam failed on purpose");
+	return (void *)(i + 1);
+}
+
+static void roam_check(uintptr_t i, int rc, void *res, char *msg)
+{
+	if (i % 4 != 0 && i % 5 == 0) {
+		CHECK_RC(rc, WF_EIO);
+		CHECK(msg != NULL && strcmp(msg, "roam failed on purpose") == 0);
+	} else {
+		CHECK_RC(rc, 0);
+		if (!CHECK(res == (void *)(i + 1)))
+			fprintf(stderr, "task %u: result %p\n", (unsigned)i, res);
+		CHECK(msg == NULL);
+	}
+	free(msg);
+}
+
+static void *roam_plain_joiner(void *arg)
+{
+	struct roam *r = arg;
+	for (int k = 0; k < r->nplain; k++) {
+		uintptr_t i = (uintptr_t)k * 4 + 1;
+		void *res = NULL;
+		char *msg = NULL;
+		int rc = wf_join_ex(r->plain[k], &res, &msg);
+		roam_check(i, rc, res, msg);
+	}
+	CHECK_RC(wf_future_set(r->plain_done, NULL), 0);
+	return NULL;
+}
+
+static void *roam_main(void *arg)
+{
+	struct roam r = {.nworkers = (unsigned)(uintptr_t)arg};
+	long rounds = scaled(1500);
+	for (long round = 0; round < rounds && !check_any_failed(); round++) {
+		wf_task *mine[ROAM_BATCH];
+		uintptr_t mine_i[ROAM_BATCH];
+		int nmine = 0;
+		r.nplain = 0;
+		r.plain_done = wf_future_new();
+		if (!CHECK(r.plain_done != NULL))
+			break;
+		for (uintptr_t i = 0; i < ROAM_BATCH; i++) {
+			char name[32];
+			snprintf(name, sizeof(name), "roam-%u", (unsigned)i);
+			wf_spawn_opts o = WF_SPAWN_OPTS_INIT;
+			o.name = i % 2 ? name : NULL;
+			o.detached = i % 4 == 0 && i % 8 == 0;
+			wf_task *t = NULL;
+			if (i % 4 == 0)
+				__atomic_add_fetch(&roam_detached_live, 1, __ATOMIC_RELAXED);
+			if (!CHECK_RC(wf_spawn_ex(roam_task, (void *)i, &o, &t), 0)) {
+				if (i % 4 == 0)
+					__atomic_sub_fetch(&roam_detached_live, 1, __ATOMIC_RELAXED);
+				break;
+			}
+			if (i % 4 == 0) {
+				if (!o.detached)
+					CHECK_RC(wf_detach(t), 0);
+			} else if (i % 4 == 1) {
+				r.plain[r.nplain++] = t;
+			} else {
+				mine_i[nmine] = i;
+				mine[nmine++] = t;
+			}
+		}
+		pthread_t th;
+		CHECK_RC(pthread_create(&th, NULL, roam_plain_joiner, &r), 0);
+		for (int k = 0; k < nmine; k++) {
+			uintptr_t i = mine_i[k];
+			void *res = NULL;
+			char *msg = NULL;
+			int rc = wf_join_ex(mine[k], &res, &msg);
+			roam_check(i, rc, res, msg);
+			/* Spent: refused, whatever now lives in its memory. */
+			CHECK_RC(wf_join(mine[k], NULL), WF_EINVAL);
+		}
+		CHECK_RC(wf_await(r.plain_done, NULL), 0);
+		pthread_join(th, NULL);
+		for (int k = 0; k < r.nplain; k++)
+			CHECK_RC(wf_join(r.plain[k], NULL), WF_EINVAL);
+		wf_future_release(r.plain_done);
+		if (round % 16 == 0)
+			CHECK_RC(wf_sleep(1), 0); /* the detached ones finish */
+	}
+	for (int ms = 0; ms < LONG_MS && __atomic_load_n(&roam_detached_live, __ATOMIC_ACQUIRE) > 0;
+	     ms++)
+		CHECK_RC(wf_sleep(1), 0);
+	CHECK_EQ(__atomic_load_n(&roam_detached_live, __ATOMIC_ACQUIRE), 0);
+	return NULL;
+}
+
+Test(races, tasks_freed_away_from_their_spawner_come_back_clean, .timeout = TEST_LIMIT_S)
+{
+	watchdog_start(WATCHDOG_S, "remote frees");
+	for (size_t i = 0; i < NCOUNTS; i++)
+		run_weft(worker_counts[i], roam_main, (void *)(uintptr_t)worker_counts[i]);
 	watchdog_stop();
 }
