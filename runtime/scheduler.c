@@ -966,8 +966,7 @@ static bool maintenance(wf__worker *w)
 	bool yielded = w->yield_head != NULL && wf__deque_size(&w->deque) == 0;
 	if (yielded)
 		flush_yielded(w);
-	if (w->free_tasks == NULL) /* else the next spawn that needs them */
-		wf__worker_drain_remote_free(w);
+	wf__worker_drain_remote_free(w);
 	wf__task_flush_remote(w);
 	/* Work for sleepers? A spawn does not fence (see the top comment);
 	 * this catches a sleeper that missed it. */
@@ -1143,8 +1142,7 @@ static void park(wf__worker *w)
 	uint64_t next = run_timers(w);
 	if (__atomic_load_n(&w->lifo, __ATOMIC_RELAXED) != NULL || wf__deque_size(&w->deque) > 0)
 		return; /* a timer woke something */
-	if (w->free_tasks == NULL) /* else the next spawn that needs them */
-		wf__worker_drain_remote_free(w);
+	wf__worker_drain_remote_free(w);
 	wf__task_flush_remote(w);
 	uint64_t trim = trim_stacks(w);
 	if (trim < next)

@@ -283,21 +283,13 @@ void wf__task_flush_remote(wf__worker *w)
 	w->rfree_count = 0;
 }
 
-/* The tasks other threads freed for w, cleared by them (task_free): the
- * list becomes the free list as it is when that is empty (the allocation
- * path), else it goes in front of it. */
+/* The tasks other threads freed for w, cleared by them (task_free),
+ * become its free list with one exchange and no walk; only when that list
+ * is empty (else the next allocation that runs dry takes them). */
 void wf__worker_drain_remote_free(wf__worker *w)
 {
-	wf_task *list = wf__mpq_take_any(&w->remote_free);
-	if (list == NULL)
-		return;
-	if (w->free_tasks != NULL) {
-		wf_task *last = list;
-		while (last->qnext != NULL)
-			last = last->qnext;
-		last->qnext = w->free_tasks;
-	}
-	w->free_tasks = list;
+	if (w->free_tasks == NULL)
+		w->free_tasks = wf__mpq_take_any(&w->remote_free);
 }
 
 void wf__task_unref(wf_task *t)
@@ -348,7 +340,8 @@ void wf__task_release_foreign(wf_runtime *rt)
  * handles go stale) and gives the slabs back to the process-wide pool. */
 void wf__task_release_all(wf__worker *w)
 {
-	wf__worker_drain_remote_free(w);
+	/* Cleared by their freers already; their slabs go back below. */
+	(void)wf__mpq_take_any(&w->remote_free);
 	while (w->slabs != NULL) {
 		wf__slab *s = w->slabs;
 		w->slabs = s->next;
