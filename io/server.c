@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,8 @@ struct wf__server {
 	listener *ls;
 	unsigned nls;
 	conn *conns;
+	size_t *on_worker; /* live connections served by each worker */
+	unsigned nworkers;
 	wf__waitq waiters; /* wait_closed and paused accept tasks */
 };
 
@@ -110,6 +113,7 @@ static void conn_end(conn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	srv->live--;
+	srv->on_worker[c->worker]--;
 	wf__waitq_fire_all(&srv->waiters, 0, NULL);
 	wf__spin_unlock(&srv->sl);
 	free(c);
@@ -137,19 +141,71 @@ static void *conn_main(void *arg)
 	return NULL;
 }
 
+/* Whether worker w may take one more connection: not when it would serve
+ * more than a quarter over the least loaded worker (and two more). */
+static bool has_room(const wf__server *srv, size_t fewest, unsigned w)
+{
+	return srv->on_worker[w] <= fewest + 1 + fewest / 4;
+}
+
+/* The worker that serves a new connection (under srv->sl): the one whose
+ * thread runs on the CPU the connection's packets arrive on
+ * (SO_INCOMING_CPU: the NIC queue's CPU, or for a peer on this machine the
+ * CPU its own thread sent from). Its socket buffers are then warm in that
+ * core's cache, and when the peer is a task of this runtime both ends sit
+ * on one worker: a round trip wakes no other core. Not when that worker
+ * already serves more than its share (one client thread opening every
+ * connection would pile them all on its core), nor when no worker runs
+ * there: then the accepting worker (whose listener the kernel chose), or
+ * the least loaded one if the accepting worker is over its share. */
+static unsigned pick_worker(const wf__server *srv, int fd)
+{
+	size_t fewest = SIZE_MAX;
+	unsigned least = 0;
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		if (srv->on_worker[i] < fewest) {
+			fewest = srv->on_worker[i];
+			least = i;
+		}
+	int cpu = -1;
+	socklen_t len = sizeof(cpu);
+	if (srv->unix_path == NULL &&
+	    getsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, &len) == 0) {
+		int w = wf__worker_on_cpu(cpu);
+		if (w >= 0 && (unsigned)w < srv->nworkers && has_room(srv, fewest, (unsigned)w))
+			return (unsigned)w;
+	}
+	int self = wf_worker_id();
+	if (self >= 0 && (unsigned)self < srv->nworkers && has_room(srv, fewest, (unsigned)self))
+		return (unsigned)self;
+	return least;
+}
+
 /* Serves the accepted fd; the place reserve_place took becomes the
- * connection's. */
+ * connection's. The handler starts wherever a worker picks it up and
+ * moves to the connection's worker (conn_main). */
 static void start_conn(wf__server *srv, int fd)
 {
 	conn *c = calloc(1, sizeof(*c));
-	if (c == NULL || wf__stream_new(fd, true, srv->limit, &c->stream) != 0) {
-		free(c);
+	if (c == NULL) {
 		close(fd);
 		release_place(srv);
 		return;
 	}
 	c->srv = srv;
-	c->worker = (unsigned)wf_worker_id();
+	wf__spin_lock(&srv->sl);
+	c->worker = pick_worker(srv, fd);
+	srv->on_worker[c->worker]++; /* held while the stream is made */
+	wf__spin_unlock(&srv->sl);
+	if (wf__stream_new_on(fd, true, srv->limit, (int)c->worker, &c->stream) != 0) {
+		wf__spin_lock(&srv->sl);
+		srv->on_worker[c->worker]--;
+		wf__spin_unlock(&srv->sl);
+		free(c);
+		close(fd);
+		release_place(srv);
+		return;
+	}
 	wf__spin_lock(&srv->sl);
 	c->next = srv->conns;
 	if (c->next != NULL)
@@ -341,6 +397,12 @@ static wf__server *server_new(wf_conn_handler handler, void *arg, const wf_serve
 	wf__server *srv = wf__hobj_alloc(&server_type);
 	if (srv == NULL)
 		return NULL;
+	srv->nworkers = wf_runtime_workers(wf_runtime_current());
+	srv->on_worker = calloc(srv->nworkers, sizeof(*srv->on_worker));
+	if (srv->on_worker == NULL) {
+		wf__hobj_free(&server_type, srv);
+		return NULL;
+	}
 	srv->handler = handler;
 	srv->arg = arg;
 	srv->max_conns = o != NULL ? o->max_connections : 0;
@@ -355,6 +417,7 @@ static void server_free(wf__server *srv)
 		    !__atomic_exchange_n(&srv->ls[i].claimed, 1, __ATOMIC_ACQ_REL))
 			close(srv->ls[i].fd);
 	free(srv->ls);
+	free(srv->on_worker);
 	free(srv->unix_path);
 	if (srv->tls != NULL)
 		wf_tls_ctx_free(srv->tls);

@@ -138,6 +138,11 @@ static void flush_edge(wf__io *io, void *ctx);
 
 int wf__stream_new(int fd, bool is_socket, size_t limit, wf_stream **out)
 {
+	return wf__stream_new_on(fd, is_socket, limit, -1, out);
+}
+
+int wf__stream_new_on(int fd, bool is_socket, size_t limit, int worker, wf_stream **out)
+{
 	wf__stream *s = wf__hobj_alloc(&stream_type);
 	if (s == NULL)
 		return WF_ENOMEM;
@@ -147,7 +152,7 @@ int wf__stream_new(int fd, bool is_socket, size_t limit, wf_stream **out)
 	s->limit = limit != 0 ? limit : DEFAULT_LIMIT;
 	s->high = DEFAULT_HIGH;
 	s->low = DEFAULT_LOW;
-	int rc = wf__io_open(fd, &s->io);
+	int rc = worker < 0 ? wf__io_open(fd, &s->io) : wf__io_open_on(fd, (unsigned)worker, &s->io);
 	if (rc != 0) {
 		s->io = NULL;
 		s->fd = -1; /* the caller keeps it */

@@ -14,6 +14,9 @@ typedef struct wf__stream wf__stream;
 /* A stream of fd (non-blocking already), registered on the calling task's
  * worker. On success the stream owns fd; on error fd is left open. */
 int wf__stream_new(int fd, bool is_socket, size_t limit, wf_stream **out);
+/* The same, registered on worker `worker` of the caller's runtime (-1:
+ * the caller's own). */
+int wf__stream_new_on(int fd, bool is_socket, size_t limit, int worker, wf_stream **out);
 
 /* [task] Waits until a connect(2) under way on the stream's socket ends:
  * 0, its -errno, WF_ETIMEDOUT, WF_ECANCELED. */

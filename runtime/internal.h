@@ -128,6 +128,10 @@ struct uv_loop_s;
 struct uv_loop_s *wf__current_loop(void);
 /* The calling worker's index (0 .. workers-1), or -1 on a plain thread. */
 int wf__current_worker(void);
+/* The index of a worker of the calling worker's runtime whose thread ran
+ * on CPU `cpu` when it last looked (itself first), or -1: none, or not
+ * called on a worker. A hint: threads move. */
+int wf__worker_on_cpu(int cpu);
 /* [any] Runs fn(arg) on worker `worker` of rt, on its own thread, outside
  * any task (fn must not suspend), soon: at once if the worker sleeps, at
  * its next maintenance tick if it is busy. Calls posted to one worker run

@@ -21,9 +21,8 @@ static wf__htype io_type = WF__HTYPE_INIT(WF__K_IO, wf__io);
 
 /* ---- sources ---------------------------------------------------------- */
 
-static int register_fd(wf__io *io, int fd, uint32_t events)
+static int register_fd(wf__worker *w, wf__io *io, int fd, uint32_t events)
 {
-	wf__worker *w = wf__tls_worker;
 	struct epoll_event ev = {.events = events, .data.u64 = (uint64_t)(uintptr_t)wf__handle_of(io)};
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
 		return -errno;
@@ -32,11 +31,11 @@ static int register_fd(wf__io *io, int fd, uint32_t events)
 	return 0;
 }
 
-static int io_new(int fd, bool oneshot, int dir, wf__io **out)
+static int io_new(int fd, wf__worker *w, bool oneshot, int dir, wf__io **out)
 {
 	if (fd < 0)
 		return -EBADF;
-	if (wf__tls_worker == NULL)
+	if (w == NULL)
 		return WF_ENOTTASK;
 	wf__io *io = wf__hobj_alloc(&io_type);
 	if (io == NULL)
@@ -50,7 +49,7 @@ static int io_new(int fd, bool oneshot, int dir, wf__io **out)
 	io->ready[1] = oneshot ? 0 : 1;
 	uint32_t events = oneshot ? (dir == WF__IO_READ ? EPOLLIN | EPOLLRDHUP : EPOLLOUT) | EPOLLONESHOT
 				  : EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-	int rc = register_fd(io, fd, events);
+	int rc = register_fd(w, io, fd, events);
 	if (rc != 0) {
 		wf__hobj_free(&io_type, io);
 		return rc;
@@ -59,9 +58,22 @@ static int io_new(int fd, bool oneshot, int dir, wf__io **out)
 	return 0;
 }
 
-int wf__io_open(int fd, wf__io **out) { return io_new(fd, false, 0, out); }
+int wf__io_open(int fd, wf__io **out) { return io_new(fd, wf__tls_worker, false, 0, out); }
 
-int wf__io_open_oneshot(int fd, int dir, wf__io **out) { return io_new(fd, true, dir, out); }
+int wf__io_open_on(int fd, unsigned worker, wf__io **out)
+{
+	wf__worker *self = wf__tls_worker;
+	if (self == NULL)
+		return WF_ENOTTASK;
+	if (worker >= self->rt->nworkers)
+		return WF_EINVAL;
+	return io_new(fd, &self->rt->workers[worker], false, 0, out);
+}
+
+int wf__io_open_oneshot(int fd, int dir, wf__io **out)
+{
+	return io_new(fd, wf__tls_worker, true, dir, out);
+}
 
 void wf__io_detach(wf__io *io)
 {

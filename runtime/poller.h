@@ -75,6 +75,10 @@ struct wf__io {
  * calling task's worker. 0 and *out, -errno from epoll_ctl (-EPERM: a
  * regular file), WF_ENOMEM, WF_ENOTTASK. The caller keeps owning fd. */
 int wf__io_open(int fd, wf__io **out);
+/* wf__io_open into the epoll of worker `worker` of the calling worker's
+ * runtime (epoll_ctl works from any thread): the source's events and
+ * edge callbacks then run on that worker. WF_EINVAL: no such worker. */
+int wf__io_open_on(int fd, unsigned worker, wf__io **out);
 /* A one-shot registration for a foreign descriptor: waits for one
  * direction, level-triggered, once (wf_wait_readable). -EEXIST when fd is
  * already registered in this worker's epoll. */

@@ -266,6 +266,7 @@ static int worker_init(wf_runtime *rt, wf__worker *w, unsigned id)
 	if (wf__deque_init(&w->deque, 10) != 0)
 		return WF_ENOMEM;
 	w->epfd = w->wakefd = -1;
+	w->cpu = -1;
 	int rc = uv_loop_init(&w->loop);
 	if (rc != 0) {
 		wf__deque_destroy(&w->deque);

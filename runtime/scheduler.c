@@ -53,6 +53,7 @@
  */
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <ucontext.h>
 #include <stdio.h>
@@ -948,9 +949,31 @@ static bool cancel_sweep(wf__worker *w)
 	return true;
 }
 
+/* Where the worker's thread runs now; the kernel may move it at any time,
+ * so this is a hint (read through the rseq area: no system call). */
+static void note_cpu(wf__worker *w)
+{
+	__atomic_store_n(&w->cpu, sched_getcpu(), __ATOMIC_RELAXED);
+}
+
+int wf__worker_on_cpu(int cpu)
+{
+	wf__worker *self = wf__self();
+	if (self == NULL || cpu < 0)
+		return -1;
+	if (__atomic_load_n(&self->cpu, __ATOMIC_RELAXED) == cpu)
+		return (int)self->id;
+	wf_runtime *rt = self->rt;
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		if (__atomic_load_n(&rt->workers[i].cpu, __ATOMIC_RELAXED) == cpu)
+			return (int)i;
+	return -1;
+}
+
 /* Returns whether tasks that yielded were moved to the deque. */
 static bool maintenance(wf__worker *w)
 {
+	note_cpu(w);
 	cancel_sweep(w);
 	run_calls(w);
 	/* A worker with no socket and nothing for libuv has nothing to poll
@@ -1177,6 +1200,7 @@ static void park(wf__worker *w)
 	}
 	uint64_t slept = wf__now_ns();
 	sleep_in_loop(w, next);
+	note_cpu(w);
 	WF__COUNT(w->st.parks, 1);
 	WF__COUNT(w->st.park_ns, wf__now_ns() - slept);
 	int one = 1;
@@ -1245,6 +1269,7 @@ static void on_segv(int sig, siginfo_t *si, void *uctx)
 static void worker_thread_init(wf__worker *w)
 {
 	wf__tls_worker = w;
+	note_cpu(w);
 	pthread_once(&segv_once, install_segv);
 	size_t alt = 64 * 1024;
 	w->altstack = malloc(alt);
@@ -1294,6 +1319,15 @@ void *wf__worker_main(void *arg)
 
 	for (;;) {
 		void *x = next_local(w);
+		/* Out of local work with sockets of its own: look at them
+		 * (one epoll_wait that does not block) before taking another
+		 * worker's tasks, as Go's scheduler does. A ready socket's task
+		 * is home here, with its buffers in this core's cache; a thief
+		 * that took a task from the other worker instead would leave
+		 * both behind, and move that task's sockets' data across. */
+		if (x == NULL && __atomic_load_n(&w->nio, __ATOMIC_RELAXED) > 0 &&
+		    wf__poller_poll(w, 0) > 0)
+			x = next_local(w);
 		if (x == NULL)
 			x = search(w);
 		if (x != NULL) {

@@ -4,13 +4,15 @@
  * the connection limit pausing and resuming accepts, ten thousand
  * connections opened and dropped without a leak, running out of
  * descriptors (the accept backoff), a full read buffer holding a fast
- * sender back, handlers that move between workers, bad options and stale
- * handles.
+ * sender back, handlers that move between workers, where connections are
+ * served (on their peer's CPU's worker, spread over all), bad options and
+ * stale handles.
  *
  * Everything runs on the loopback inside the test's process; results,
  * orders and codes are asserted, time only bounds a hang.
  */
 #include <criterion/criterion.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/resource.h>
@@ -777,6 +779,195 @@ static void *moved_main(void *arg)
 Test(io_server, handlers_that_move_to_other_workers_keep_working, .timeout = 60)
 {
 	run_weft(3, moved_main, NULL);
+}
+
+/* ---- where connections are served ------------------------------------------------- */
+
+/* The first two CPUs the process may run on, or false when it has one. */
+static bool two_cpus(int cpu[2])
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		return false;
+	int n = 0;
+	for (int c = 0; c < CPU_SETSIZE && n < 2; c++)
+		if (CPU_ISSET(c, &set))
+			cpu[n++] = c;
+	return n == 2;
+}
+
+static int pinned_cpu[2];
+
+/* Worker i's thread runs on pinned_cpu[i] only. */
+static void pin_worker_thread(unsigned worker, void *arg)
+{
+	(void)arg;
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(pinned_cpu[worker % 2], &set);
+	CHECK_EQ(sched_setaffinity(0, sizeof(set), &set), 0);
+}
+
+/* Answers the client's worker number with 1 when the handler runs on
+ * that worker too, 0 when not. */
+static void placed_handler(wf_stream *s, void *arg)
+{
+	(void)arg;
+	unsigned char w;
+	if (!CHECK_RC(wf_stream_readexactly(s, &w, 1, NULL, 30000), 0))
+		return;
+	unsigned char same = (int)w == wf_worker_id();
+	CHECK_RC(wf_stream_write_all(s, &same, 1, 30000), 0);
+	unsigned char end;
+	CHECK_EQ(wf_stream_read(s, &end, 1, 30000), 0);
+}
+
+struct placed_client {
+	unsigned port;
+	unsigned worker;
+	int same; /* connections served on this client's worker */
+};
+
+static void *placed_client_main(void *arg)
+{
+	struct placed_client *pc = arg;
+	CHECK_RC(wf_move_to_worker(pc->worker), 0);
+	CHECK_RC(wf_pin(true), 0);
+	for (int i = 0; i < 10 && !check_any_failed(); i++) {
+		wf_stream *s;
+		if (!CHECK_RC(wf_open_connection("127.0.0.1", pc->port, 10000, &s), 0))
+			break;
+		unsigned char w = (unsigned char)wf_worker_id(), same = 2;
+		CHECK_EQ(w, pc->worker);
+		CHECK_RC(wf_stream_write_all(s, &w, 1, 30000), 0);
+		CHECK_RC(wf_stream_readexactly(s, &same, 1, NULL, 30000), 0);
+		pc->same += same == 1;
+		/* The handler has returned once its side ends: then at most
+		 * this one connection of ours is still counted while the next
+		 * is placed, which leaves every worker room for it. */
+		CHECK_RC(wf_stream_write_eof(s, 5000), 0);
+		unsigned char end;
+		CHECK_EQ(wf_stream_read(s, &end, 1, 30000), 0);
+		CHECK_RC(wf_stream_close(s, 5000), 0);
+	}
+	return NULL;
+}
+
+static void *placed_main(void *arg)
+{
+	(void)arg;
+	/* Each worker parks at least once after its thread was pinned, and
+	 * so notes the CPU it is on. */
+	CHECK_RC(wf_sleep(20), 0);
+	wf_server *srv;
+	if (!CHECK_RC(wf_start_server("127.0.0.1", 0, placed_handler, NULL, NULL, &srv), 0))
+		return NULL;
+	struct placed_client pcs[2];
+	wf_task *ts[2];
+	for (unsigned w = 0; w < 2; w++) {
+		pcs[w] = (struct placed_client){.port = (unsigned)wf_server_port(srv), .worker = w};
+		ts[w] = wf_spawn(placed_client_main, &pcs[w]);
+	}
+	for (unsigned w = 0; w < 2; w++) {
+		CHECK_RC(wf_join(ts[w], NULL), 0);
+		/* One connection at a time, from a task pinned to a worker
+		 * whose thread is pinned to a CPU: every one is served there. */
+		CHECK_EQ(pcs[w].same, 10);
+	}
+	CHECK_RC(wf_server_close(srv), 0);
+	CHECK_RC(wf_server_wait_closed(srv, 30000), 0);
+	return NULL;
+}
+
+Test(io_server, a_connection_is_served_on_the_worker_its_peer_sends_from, .timeout = 60)
+{
+	if (!two_cpus(pinned_cpu))
+		cr_skip_test("needs 2 CPUs: the two workers' threads are pinned to different ones");
+	wf_hooks hooks = {.thread_start = pin_worker_thread};
+	wf_config cfg;
+	wf_config_init(&cfg);
+	cfg.workers = 2;
+	cfg.hooks = &hooks;
+	cr_assert_eq(wf_run(&cfg, placed_main, NULL, NULL), 0);
+	check_none_failed();
+	check_no_leaks();
+}
+
+enum { SPREAD_WORKERS = 3, SPREAD_CONNS = 30 };
+
+struct spread {
+	int on[SPREAD_WORKERS]; /* handlers started on each worker */
+	int started;
+};
+
+static void spread_handler(wf_stream *s, void *arg)
+{
+	struct spread *sp = arg;
+	__atomic_fetch_add(&sp->on[wf_worker_id()], 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&sp->started, 1, __ATOMIC_RELEASE);
+	char buf[64];
+	for (;;) {
+		ssize_t n = wf_stream_read(s, buf, sizeof(buf), 30000);
+		if (n <= 0 || wf_stream_write_all(s, buf, (size_t)n, 30000) != 0)
+			break;
+	}
+}
+
+/* One task on one worker opens every connection and keeps them open: the
+ * server spreads them over all the workers anyway, over TCP (whose
+ * connections all come from that worker's CPU) and a Unix socket (one
+ * listener, no CPU to go by). */
+static void *spread_main(void *arg)
+{
+	(void)arg;
+	CHECK_RC(wf_pin(true), 0);
+	for (int family = 0; family < 2; family++) {
+		struct spread sp = {{0}, 0};
+		char path[108];
+		unix_path(path, sizeof(path), "spread");
+		wf_server *srv;
+		int rc = family == 0 ? wf_start_server("127.0.0.1", 0, spread_handler, &sp, NULL, &srv)
+				     : wf_start_unix_server(path, spread_handler, &sp, NULL, &srv);
+		if (!CHECK_RC(rc, 0))
+			return NULL;
+		wf_stream *ss[SPREAD_CONNS];
+		int open = 0;
+		for (; open < SPREAD_CONNS; open++) {
+			rc = family == 0 ? wf_open_connection("127.0.0.1", (unsigned)wf_server_port(srv),
+							      10000, &ss[open])
+					 : wf_open_unix_connection(path, 10000, &ss[open]);
+			if (!CHECK_RC(rc, 0))
+				break;
+			char c = (char)('a' + open % 26), back = 0;
+			CHECK_RC(wf_stream_write_all(ss[open], &c, 1, 30000), 0);
+			CHECK_RC(wf_stream_readexactly(ss[open], &back, 1, NULL, 30000), 0);
+			CHECK_EQ(back, c);
+		}
+		CHECK_EQ(__atomic_load_n(&sp.started, __ATOMIC_ACQUIRE), SPREAD_CONNS);
+		int lo = SPREAD_CONNS, hi = 0, sum = 0;
+		for (int w = 0; w < SPREAD_WORKERS; w++) {
+			int n = __atomic_load_n(&sp.on[w], __ATOMIC_RELAXED);
+			lo = n < lo ? n : lo;
+			hi = n > hi ? n : hi;
+			sum += n;
+		}
+		CHECK_EQ(sum, SPREAD_CONNS);
+		/* No worker more than a quarter and two over the least loaded. */
+		if (!CHECK(hi <= lo + 2 + lo / 4))
+			fprintf(stderr, "family %d: %d %d %d\n", family, sp.on[0], sp.on[1], sp.on[2]);
+		for (int i = 0; i < open; i++)
+			CHECK_RC(wf_stream_close(ss[i], 5000), 0);
+		CHECK_RC(wf_server_close(srv), 0);
+		CHECK_RC(wf_server_wait_closed(srv, 30000), 0);
+		if (family == 1)
+			unlink(path);
+	}
+	return NULL;
+}
+
+Test(io_server, connections_from_one_worker_are_spread_over_all, .timeout = 60)
+{
+	run_weft(SPREAD_WORKERS, spread_main, NULL);
 }
 
 /* ---- options, errors, stale handles ------------------------------------------------- */
