@@ -40,6 +40,9 @@ static int connect_one(const struct sockaddr *sa, socklen_t len, uint64_t deadli
 	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	/* A server of this runtime places the connection by the CPU its
+	 * handshake arrives on (server.c): this one's, for a loopback peer. */
+	wf__worker_note_cpu();
 	int r;
 	do
 		r = connect(fd, sa, len);

@@ -132,6 +132,10 @@ int wf__current_worker(void);
  * on CPU `cpu` when it last looked (itself first), or -1: none, or not
  * called on a worker. A hint: threads move. */
 int wf__worker_on_cpu(int cpu);
+/* Notes the CPU the calling worker's thread is on now (for
+ * wf__worker_on_cpu): before a connect, whose packets the server then
+ * sees arrive on that CPU. Nothing on a plain thread. */
+void wf__worker_note_cpu(void);
 /* [any] Runs fn(arg) on worker `worker` of rt, on its own thread, outside
  * any task (fn must not suspend), soon: at once if the worker sleeps, at
  * its next maintenance tick if it is busy. Calls posted to one worker run

@@ -956,11 +956,19 @@ static void note_cpu(wf__worker *w)
 	__atomic_store_n(&w->cpu, sched_getcpu(), __ATOMIC_RELAXED);
 }
 
+void wf__worker_note_cpu(void)
+{
+	wf__worker *w = wf__self();
+	if (w != NULL)
+		note_cpu(w);
+}
+
 int wf__worker_on_cpu(int cpu)
 {
 	wf__worker *self = wf__self();
 	if (self == NULL || cpu < 0)
 		return -1;
+	note_cpu(self);
 	if (__atomic_load_n(&self->cpu, __ATOMIC_RELAXED) == cpu)
 		return (int)self->id;
 	wf_runtime *rt = self->rt;
