@@ -4,8 +4,8 @@
  * scripts/bench and the peers' http_load.sh; no RESULT line).
  *
  * echo_rr: a server started with wf_start_server (one SO_REUSEPORT
- * listener per worker, each connection's handler on the worker that
- * accepted it) and 50 client tasks on the same runtime, each with its own
+ * listener per worker, each connection's handler on the worker its
+ * packets arrive from, here its client's) and 50 client tasks on the same runtime, each with its own
  * connection, 64-byte messages, one in flight per connection. As in the
  * peers, the listener is set up before the clock starts; connecting is
  * timed. A round trip counts when the echo equals what was sent.

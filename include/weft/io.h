@@ -16,7 +16,9 @@
  * worker and still use any stream: the waits and wake-ups cross threads
  * safely. A server listens with one SO_REUSEPORT socket per worker (the
  * kernel spreads the connections) and runs each connection's handler on
- * the worker that accepted it.
+ * the worker whose CPU the connection's packets arrive on (for a client of
+ * the same runtime: the client's worker), unless that worker already
+ * serves more than its share.
  *
  * Common rules (those of weft/sync.h, and):
  *  - Calls marked [task] suspend the calling task and must be made from a
@@ -179,7 +181,8 @@ WF_EXTERN int wf_stream_abort(wf_stream *s);
  * Servers (asyncio.start_server / start_unix_server).
  *
  * Each accepted connection runs handler(stream, arg) in a new task on the
- * worker that accepted it. The server owns the stream: it closes it (with
+ * worker that serves it (above: by the CPU its packets arrive on, within a
+ * quarter of the least loaded worker's share). The server owns the stream: it closes it (with
  * a 10 s flush) when the handler returns, so a handler may close it itself
  * or not. A handler that fails is reported like a detached task.
  * ---------------------------------------------------------------------- */
