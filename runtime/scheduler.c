@@ -229,7 +229,19 @@ static inline int dekker_sleepers(wf_runtime *rt)
 
 void wf__notify_work(wf_runtime *rt)
 {
-	if (dekker_sleepers(rt) == 0 || __atomic_load_n(&rt->nsearching, __ATOMIC_SEQ_CST) != 0)
+	int sleepers = dekker_sleepers(rt);
+	if (sleepers == 0 || __atomic_load_n(&rt->nsearching, __ATOMIC_SEQ_CST) != 0)
+		return;
+	/* As many workers awake as the process has CPUs: a worker woken now
+	 * would only take a CPU from one of them (on a machine whose cores
+	 * are shared, from the very worker whose task it waits for), and one
+	 * of them runs the work soon enough: each either looks at the queues
+	 * again before it sleeps (the Dekker pair above), or is running and
+	 * comes to them within its maintenance tick; a parked worker still
+	 * comes back within 1 ms while others are awake. Only a runtime with
+	 * more workers than CPUs gets here: with one per CPU, all are
+	 * awake and there is nobody to wake. */
+	if ((int)rt->nworkers - sleepers >= (int)rt->ncpus)
 		return;
 	unsigned n = rt->nworkers;
 	wf__worker *self = wf__self();
