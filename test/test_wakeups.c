@@ -15,6 +15,12 @@
  *   sole     a task spawned alone (which wakes nobody: its spawner usually
  *            runs it next) by a task that then computes for long is run by
  *            a worker that was asleep, which comes back on its own.
+ *   capped   with more workers than CPUs and as many of them awake as
+ *            there are CPUs (each in a long computation), nobody is woken
+ *            for new work; a task spawned then, and one submitted from a
+ *            plain thread, still run meanwhile on a worker that was
+ *            asleep. Guards against the wake-up cap leaving work to wait
+ *            for the computations to end.
  *
  * Hangs: a watchdog thread reports what was running and aborts the test's
  * process. Iterations shrink under the sanitizers and in unoptimised
@@ -461,5 +467,113 @@ Test(wakeups, a_sole_spawned_task_behind_a_long_computation_runs_elsewhere,
 	static const unsigned counts[] = {2, 3, 8};
 	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
 		run_weft(counts[i], sole_main, (void *)(uintptr_t)counts[i]);
+	watchdog_stop();
+}
+
+/* ---- work spawned while as many workers are awake as there are CPUs ------------ */
+
+typedef struct capped {
+	unsigned started; /* atomic: busy tasks computing */
+	unsigned stop;    /* atomic: the busy tasks may end */
+	sole spawned, submitted;
+	int main_worker;
+} capped;
+
+/* Computes without suspending until told to stop (or for 10 s at most). */
+static void *capped_busy(void *arg)
+{
+	capped *c = arg;
+	__atomic_add_fetch(&c->started, 1, __ATOMIC_ACQ_REL);
+	uint64_t t0 = mono_ns();
+	while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE) && mono_ns() - t0 < 10000000000ull)
+		spin(1000);
+	return NULL;
+}
+
+struct capped_submit {
+	wf_runtime *rt;
+	capped *c;
+	wf_future *f;
+	int rc;
+};
+
+static void *capped_submitter(void *arg)
+{
+	struct capped_submit *cs = arg;
+	cs->rc = wf_runtime_submit(cs->rt, sole_child, &cs->c->submitted, &cs->f);
+	return NULL;
+}
+
+static void *capped_main(void *arg)
+{
+	unsigned ncpus = (unsigned)(uintptr_t)arg;
+	char log[ATTEMPTS][200];
+	bool ok = false;
+	int attempt;
+	for (attempt = 0; attempt < ATTEMPTS && !ok; attempt++) {
+		watchdog_note("capped wake-ups: %u CPUs, attempt %d", ncpus, attempt);
+		CHECK_RC(wf_sleep(30), 0); /* every other worker asleep */
+		capped c = {0};
+		c.main_worker = wf_worker_id();
+		/* With this task, ncpus workers computing: as many awake as
+		 * there are CPUs. */
+		wf_task *busy[64];
+		unsigned nbusy = ncpus - 1;
+		for (unsigned i = 0; i < nbusy; i++)
+			busy[i] = wf_spawn(capped_busy, &c);
+		uint64_t t0 = mono_ns();
+		while (__atomic_load_n(&c.started, __ATOMIC_ACQUIRE) < nbusy && mono_ns() - t0 < 5000000000ull)
+			spin(1000);
+		bool all_busy = __atomic_load_n(&c.started, __ATOMIC_ACQUIRE) == nbusy;
+		wf_task *t = wf_spawn(sole_child, &c.spawned);
+		struct capped_submit cs = {.rt = wf_runtime_current(), .c = &c};
+		pthread_t th;
+		CHECK_EQ(pthread_create(&th, NULL, capped_submitter, &cs), 0);
+		uint64_t start = mono_ns(), end;
+		do {
+			spin(1000);
+			end = mono_ns();
+		} while (end - start < SPIN_MS * 1000000ull);
+		uint64_t ran = __atomic_load_n(&c.spawned.ran_at, __ATOMIC_ACQUIRE);
+		uint64_t sub = __atomic_load_n(&c.submitted.ran_at, __ATOMIC_ACQUIRE);
+		ok = all_busy && ran != 0 && ran < end && c.spawned.ran_on != c.main_worker && sub != 0 &&
+		     sub < end;
+		snprintf(log[attempt], sizeof(log[attempt]),
+			 "attempt %d: %u of %u busy tasks started; over %.0f ms on worker %d the "
+			 "spawned task %s, the submitted one %s",
+			 attempt, __atomic_load_n(&c.started, __ATOMIC_ACQUIRE), nbusy,
+			 (double)(end - start) / 1e6, c.main_worker,
+			 ran != 0 ? "ran" : "did not run", sub != 0 ? "ran" : "did not run");
+		__atomic_store_n(&c.stop, 1, __ATOMIC_RELEASE);
+		pthread_join(th, NULL);
+		CHECK_RC(cs.rc, 0);
+		if (cs.f != NULL) {
+			CHECK_RC(wf_await(cs.f, NULL), 0);
+			wf_future_release(cs.f);
+		}
+		CHECK_RC(wf_join(t, NULL), 0);
+		for (unsigned i = 0; i < nbusy; i++)
+			CHECK_RC(wf_join(busy[i], NULL), 0);
+	}
+	if (!CHECK(ok)) {
+		fprintf(stderr, "work waited for the computations of as many awake workers as "
+				"CPUs (%u):\n",
+			ncpus);
+		for (int a = 0; a < attempt; a++)
+			fprintf(stderr, "  %s\n", log[a]);
+	}
+	return NULL;
+}
+
+Test(wakeups, work_runs_while_as_many_workers_compute_as_there_are_cpus,
+     .timeout = TEST_LIMIT_S)
+{
+	int ncpus = cpus_available();
+	if (ncpus < 2 || ncpus > 32)
+		cr_skip_test("needs 2 to 32 CPUs: one busy task per CPU, and workers to spare");
+	watchdog_start(WATCHDOG_S, "capped wake-ups");
+	/* Two and eight workers more than CPUs: the cap holds every wake. */
+	run_weft((unsigned)ncpus + 2, capped_main, (void *)(uintptr_t)ncpus);
+	run_weft((unsigned)ncpus + 8, capped_main, (void *)(uintptr_t)ncpus);
 	watchdog_stop();
 }
