@@ -103,18 +103,27 @@ __attribute__((unused)) static void check_no_leaks(void)
 }
 
 /* Runs main_fn as the main task of a runtime with `workers` workers and
- * returns its result; the run itself must succeed. */
-__attribute__((unused)) static void *run_weft(unsigned workers, wf_fn main_fn, void *arg)
+ * hooks (NULL: none), and returns its result; the run itself must
+ * succeed. */
+__attribute__((unused)) static void *run_weft_hooks(unsigned workers, const wf_hooks *hooks,
+						    wf_fn main_fn, void *arg)
 {
 	wf_config cfg;
 	wf_config_init(&cfg);
 	cfg.workers = workers;
+	cfg.hooks = hooks;
 	void *res = NULL;
 	int rc = wf_run(&cfg, main_fn, arg, &res);
 	cr_assert_eq(rc, 0, "wf_run: %s (%d)", wf_err_name(rc), rc);
 	check_none_failed();
 	check_no_leaks();
 	return res;
+}
+
+/* run_weft_hooks without hooks. */
+__attribute__((unused)) static void *run_weft(unsigned workers, wf_fn main_fn, void *arg)
+{
+	return run_weft_hooks(workers, NULL, main_fn, arg);
 }
 
 /* n scaled by WEFT_TEST_SCALE (a percentage, default 100; never below 1).

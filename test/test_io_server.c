@@ -884,13 +884,7 @@ Test(io_server, a_connection_is_served_on_the_worker_its_peer_sends_from, .timeo
 	if (!two_cpus(pinned_cpu))
 		cr_skip_test("needs 2 CPUs: the two workers' threads are pinned to different ones");
 	wf_hooks hooks = {.thread_start = pin_worker_thread};
-	wf_config cfg;
-	wf_config_init(&cfg);
-	cfg.workers = 2;
-	cfg.hooks = &hooks;
-	cr_assert_eq(wf_run(&cfg, placed_main, NULL, NULL), 0);
-	check_none_failed();
-	check_no_leaks();
+	run_weft_hooks(2, &hooks, placed_main, NULL);
 }
 
 enum { SPREAD_WORKERS = 3, SPREAD_CONNS = 30 };

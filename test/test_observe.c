@@ -417,12 +417,7 @@ Test(observe, hooks_and_the_exception_handler)
 	wf_hooks h = {.thread_start = h_tstart, .thread_stop = h_tstop, .task_spawn = h_spawn,
 		      .task_start = h_start, .task_suspend = h_suspend, .task_resume = h_resume,
 		      .task_end = h_end, .arg = &c};
-	wf_config cfg;
-	wf_config_init(&cfg);
-	cfg.workers = 2;
-	cfg.hooks = &h;
-	cr_assert_eq(wf_run(&cfg, hooks_main, NULL, NULL), 0);
-	check_none_failed();
+	run_weft_hooks(2, &h, hooks_main, NULL);
 	cr_assert_eq(c.tstart, 2);
 	cr_assert_eq(c.tstop, 2);
 	cr_assert_geq(c.spawn, 101);
@@ -432,6 +427,10 @@ Test(observe, hooks_and_the_exception_handler)
 	cr_assert_eq(c.suspend, c.resume);
 	/* A hooks struct with reserved words set is refused. */
 	h.reserved[0] = 1;
+	wf_config cfg;
+	wf_config_init(&cfg);
+	cfg.workers = 2;
+	cfg.hooks = &h;
 	cr_assert_eq(wf_run(&cfg, hooks_main, NULL, NULL), WF_EINVAL);
 
 	wf_set_exception_handler(on_exception, NULL);
