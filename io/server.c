@@ -148,17 +148,28 @@ static bool has_room(const wf__server *srv, size_t fewest, unsigned w)
 	return srv->on_worker[w] <= fewest + 1 + fewest / 4;
 }
 
-/* The worker that serves a new connection (under srv->sl): the one whose
- * thread runs on the CPU the connection's packets arrive on
- * (SO_INCOMING_CPU: the NIC queue's CPU, or for a peer on this machine the
- * CPU its own thread sent from). Its socket buffers are then warm in that
- * core's cache, and when the peer is a task of this runtime both ends sit
- * on one worker: a round trip wakes no other core. Not when that worker
- * already serves more than its share (one client thread opening every
- * connection would pile them all on its core), nor when no worker runs
- * there: then the accepting worker (whose listener the kernel chose), or
- * the least loaded one if the accepting worker is over its share. */
-static unsigned pick_worker(const wf__server *srv, int fd)
+/* The worker whose thread runs on the CPU the connection's packets arrive
+ * on (SO_INCOMING_CPU: the NIC queue's CPU, or for a peer on this machine
+ * the CPU its own thread sent from), or -1: none, or not known (a Unix
+ * socket). Its socket buffers are then warm in that core's cache, and when
+ * the peer is a task of this runtime both ends sit on one worker: a round
+ * trip wakes no other core. */
+static int incoming_worker(const wf__server *srv, int fd)
+{
+	int cpu = -1;
+	socklen_t len = sizeof(cpu);
+	if (srv->unix_path != NULL || getsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, &len) != 0)
+		return -1;
+	int w = wf__worker_on_cpu(cpu);
+	return w >= 0 && (unsigned)w < srv->nworkers ? w : -1;
+}
+
+/* The worker that serves a new connection (under srv->sl): `incoming`
+ * (incoming_worker), unless it already serves more than its share (one
+ * client thread opening every connection would pile them all on its
+ * core); else the accepting worker (whose listener the kernel chose), or
+ * the least loaded one if the accepting worker is over its share too. */
+static unsigned pick_worker(const wf__server *srv, int incoming)
 {
 	size_t fewest = SIZE_MAX;
 	unsigned least = 0;
@@ -167,14 +178,8 @@ static unsigned pick_worker(const wf__server *srv, int fd)
 			fewest = srv->on_worker[i];
 			least = i;
 		}
-	int cpu = -1;
-	socklen_t len = sizeof(cpu);
-	if (srv->unix_path == NULL &&
-	    getsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, &len) == 0) {
-		int w = wf__worker_on_cpu(cpu);
-		if (w >= 0 && (unsigned)w < srv->nworkers && has_room(srv, fewest, (unsigned)w))
-			return (unsigned)w;
-	}
+	if (incoming >= 0 && has_room(srv, fewest, (unsigned)incoming))
+		return (unsigned)incoming;
 	int self = wf_worker_id();
 	if (self >= 0 && (unsigned)self < srv->nworkers && has_room(srv, fewest, (unsigned)self))
 		return (unsigned)self;
@@ -193,8 +198,9 @@ static void start_conn(wf__server *srv, int fd)
 		return;
 	}
 	c->srv = srv;
+	int incoming = incoming_worker(srv, fd);
 	wf__spin_lock(&srv->sl);
-	c->worker = pick_worker(srv, fd);
+	c->worker = pick_worker(srv, incoming);
 	srv->on_worker[c->worker]++; /* held while the stream is made */
 	wf__spin_unlock(&srv->sl);
 	if (wf__stream_new_on(fd, true, srv->limit, (int)c->worker, &c->stream) != 0) {
