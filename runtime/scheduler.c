@@ -965,7 +965,11 @@ static bool cancel_sweep(wf__worker *w)
  * so this is a hint (read through the rseq area: no system call). */
 static void note_cpu(wf__worker *w)
 {
-	__atomic_store_n(&w->cpu, sched_getcpu(), __ATOMIC_RELAXED);
+	/* Stored only when it changed: the line stays shared with the
+	 * accepting workers that read it. */
+	int cpu = sched_getcpu();
+	if (__atomic_load_n(&w->cpu, __ATOMIC_RELAXED) != cpu)
+		__atomic_store_n(&w->cpu, cpu, __ATOMIC_RELAXED);
 }
 
 void wf__worker_note_cpu(void)
