@@ -141,8 +141,8 @@ static void *conn_main(void *arg)
 	return NULL;
 }
 
-/* Whether worker w may take one more connection: not when it would serve
- * more than a quarter over the least loaded worker (and two more). */
+/* Whether worker w may take one more connection: not once it serves more
+ * than a quarter (and one) over the least loaded worker. */
 static bool has_room(const wf__server *srv, size_t fewest, unsigned w)
 {
 	return srv->on_worker[w] <= fewest + 1 + fewest / 4;

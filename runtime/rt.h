@@ -332,8 +332,9 @@ struct wf__worker {
 	int wakefd; /* an eventfd in it: other threads write to wake us */
 	uint32_t nio; /* atomic: sources registered in epfd (poller.c) */
 	int cpu;      /* atomic, owner writes: the CPU its thread last ran on
-		       * (sched_getcpu at start, each wake and maintenance
-		       * tick), -1 unknown; servers place connections by it */
+		       * (sched_getcpu at start, each wake, each maintenance
+		       * tick, before a connect and before it maps an incoming
+		       * CPU), -1 unknown; servers place connections by it */
 	pthread_t thread;
 	void *altstack;
 	uint64_t next_id;
