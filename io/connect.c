@@ -31,34 +31,59 @@ static uint64_t ms_left(uint64_t deadline)
 	return deadline > now ? (deadline - now + 999999) / 1000000 : 0;
 }
 
-/* Connects a new non-blocking socket to sa and makes a stream of it. The
- * socket is registered while the connection is under way and the stream
- * waits for its first writable edge: one registration for the whole life
- * of the connection. */
-static int connect_one(const struct sockaddr *sa, socklen_t len, uint64_t deadline, wf_stream **out)
+/* A new non-blocking socket connecting to sa (*pending: the connect is
+ * under way), as a stream registered on the calling task's worker. */
+static int start_connect(const struct sockaddr *sa, socklen_t len, bool *pending, wf_stream **out)
 {
 	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	/* A server of this runtime places the connection by the CPU its
-	 * handshake arrives on (server.c): this one's, for a loopback peer. */
+	/* A server of this runtime places the connection on the worker its
+	 * socket lives on (local_peer.c), else by the CPU its handshake
+	 * arrives on (server.c): this one's, for a loopback peer. */
 	wf__worker_note_cpu();
+	bool local = wf__local_peer_connecting(sa);
 	int r;
 	do
 		r = connect(fd, sa, len);
 	while (r != 0 && errno == EINTR);
 	if (r != 0 && errno != EINPROGRESS) {
 		int e = -errno;
+		if (local)
+			wf__local_peer_abandon();
 		close(fd);
 		return e;
 	}
-	wf_stream *h;
-	int rc = wf__stream_new(fd, true, 0, &h);
+	wf__local_peer lp = local ? wf__local_peer_note(fd, sa) : (wf__local_peer){0, 0};
+	int rc = wf__stream_new(fd, true, 0, out);
 	if (rc != 0) {
+		wf__local_peer_forget(lp);
 		close(fd);
 		return rc;
 	}
-	if (r != 0)
+	wf__stream_keep_local_peer(*out, lp);
+	*pending = r != 0;
+	return 0;
+}
+
+/* Connects a new non-blocking socket to sa and makes a stream of it. The
+ * socket is registered while the connection is under way and the stream
+ * waits for its first writable edge: one registration for the whole life
+ * of the connection. A worker with more than its share of sockets sends
+ * the task, before the socket exists, to the one with the fewest. */
+static int connect_one(const struct sockaddr *sa, socklen_t len, uint64_t deadline, wf_stream **out)
+{
+	int to = wf__io_roomiest();
+	if (to >= 0)
+		wf__task_move((unsigned)to);
+	bool pending = false;
+	wf_stream *h;
+	int rc = start_connect(sa, len, &pending, &h);
+	if (to >= 0)
+		wf__io_arrived((unsigned)to);
+	if (rc != 0)
+		return rc;
+	if (pending)
 		rc = wf__stream_wait_connected(h, deadline);
 	if (rc != 0) {
 		wf_stream_abort(h);

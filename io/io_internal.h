@@ -79,6 +79,35 @@ int wf__getaddrinfo_until(const char *host, const char *service, const struct ad
  * ====================================================================== */
 
 /* ========================================================================
+ * Loopback peers in this process (io/local_peer.c)
+ * ====================================================================== */
+
+/* What wf__local_peer_note recorded, for wf__local_peer_forget. */
+typedef struct wf__local_peer {
+	uint16_t port;
+	uint64_t entry; /* 0: nothing recorded */
+} wf__local_peer;
+
+/* Before connect(2) to dst from a task: whether dst is a loopback address
+ * (the connect is then counted until one of the two calls below, which
+ * the caller makes right after its connect(2), without waiting). */
+bool wf__local_peer_connecting(const struct sockaddr *dst);
+/* The counted connect of fd to dst is made or under way: notes that its
+ * local port lives on the calling worker of the caller's runtime. One
+ * getsockname(2). */
+wf__local_peer wf__local_peer_note(int fd, const struct sockaddr *dst);
+/* The counted connect failed. */
+void wf__local_peer_abandon(void);
+/* The connection is closing: its note goes (if still its own). */
+void wf__local_peer_forget(wf__local_peer p);
+/* For a connection accepted from `peer` on a listener of port
+ * listen_port: the worker of the caller's runtime its other end lives
+ * on, or -1 if it was not connected from this runtime (or unknown). A
+ * hint: the caller bounds it by its worker count. While a counted connect
+ * has not noted itself yet, waits for it (2 ms at most). */
+int wf__local_peer_worker(const struct sockaddr *peer, unsigned listen_port);
+
+/* ========================================================================
  * TLS (io/tls.c with OpenSSL, io/tls_off.c without: there the calls below
  * are never reached, since every public entry returns WF_ENOSYS first)
  * ====================================================================== */

@@ -164,12 +164,18 @@ static int incoming_worker(const wf__server *srv, int fd)
 	return w >= 0 && (unsigned)w < srv->nworkers ? w : -1;
 }
 
-/* The worker that serves a new connection (under srv->sl): `incoming`
- * (incoming_worker), unless it already serves more than its share (one
- * client thread opening every connection would pile them all on its
- * core); else the accepting worker (whose listener the kernel chose), or
- * the least loaded one if the accepting worker is over its share too. */
-static unsigned pick_worker(const wf__server *srv, int incoming)
+/* The worker that serves a new connection (under srv->sl). A peer of
+ * this runtime (local, from wf__local_peer_worker) is served where it
+ * lives while that worker serves at most twice (and two) as many as the
+ * least loaded: the peer's own load is there already, and serving it
+ * elsewhere adds a cross-core wake-up to each of its messages; past that
+ * bound, one task that opens many connections would still leave the other
+ * cores idle. Else `incoming` (incoming_worker), unless it already serves
+ * more than its share (one client thread opening every connection would
+ * pile them all on its core); else the accepting worker (whose listener
+ * the kernel chose), or the least loaded one if the accepting worker is
+ * over its share too. */
+static unsigned pick_worker(const wf__server *srv, int local, int incoming)
 {
 	size_t fewest = SIZE_MAX;
 	unsigned least = 0;
@@ -178,6 +184,9 @@ static unsigned pick_worker(const wf__server *srv, int incoming)
 			fewest = srv->on_worker[i];
 			least = i;
 		}
+	if (local >= 0 && (unsigned)local < srv->nworkers &&
+	    srv->on_worker[local] <= 2 * fewest + 2)
+		return (unsigned)local;
 	if (incoming >= 0 && has_room(srv, fewest, (unsigned)incoming))
 		return (unsigned)incoming;
 	int self = wf_worker_id();
@@ -189,7 +198,7 @@ static unsigned pick_worker(const wf__server *srv, int incoming)
 /* Serves the accepted fd; the place reserve_place took becomes the
  * connection's. The handler starts wherever a worker picks it up and
  * moves to the connection's worker (conn_main). */
-static void start_conn(wf__server *srv, int fd)
+static void start_conn(wf__server *srv, int fd, const struct sockaddr *peer)
 {
 	conn *c = calloc(1, sizeof(*c));
 	if (c == NULL) {
@@ -198,9 +207,10 @@ static void start_conn(wf__server *srv, int fd)
 		return;
 	}
 	c->srv = srv;
-	int incoming = incoming_worker(srv, fd);
+	int local = wf__local_peer_worker(peer, (unsigned)srv->port);
+	int incoming = local < 0 ? incoming_worker(srv, fd) : -1;
 	wf__spin_lock(&srv->sl);
-	c->worker = pick_worker(srv, incoming);
+	c->worker = pick_worker(srv, local, incoming);
 	srv->on_worker[c->worker]++; /* held while the stream is made */
 	wf__spin_unlock(&srv->sl);
 	if (wf__stream_new_on(fd, true, srv->limit, (int)c->worker, &c->stream) != 0) {
@@ -311,10 +321,12 @@ static void *accept_main(void *arg)
 			release_place(srv);
 			break;
 		}
-		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage peer;
+		socklen_t plen = sizeof(peer);
+		int fd = accept4(l->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
 			backoff = 0;
-			start_conn(srv, fd);
+			start_conn(srv, fd, (struct sockaddr *)&peer);
 			continue;
 		}
 		int e = errno;

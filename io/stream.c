@@ -62,6 +62,7 @@ struct wf__stream {
 	wf__io *io;
 	const wf__transport *tops; /* NULL: the descriptor itself */
 	void *tctx;
+	wf__local_peer local; /* a loopback connect's note (local_peer.c) */
 
 	/* Read side: the reading task's own. */
 	uint32_t reading; /* atomic: a read call is in progress */
@@ -107,6 +108,8 @@ wf__stream *wf__stream_get(const wf_stream *h)
 
 static void stream_free(wf__stream *s)
 {
+	wf__local_peer_forget(s->local);
+	s->local = (wf__local_peer){0, 0};
 	if (s->io != NULL)
 		wf__io_close(s->io);
 	if (s->tops != NULL)
@@ -172,6 +175,17 @@ int wf__stream_new_on(int fd, bool is_socket, size_t limit, int worker, wf_strea
 	}
 	*out = (wf_stream *)wf__handle_of(s);
 	return 0;
+}
+
+void wf__stream_keep_local_peer(wf_stream *h, wf__local_peer p)
+{
+	wf__stream *s = wf__stream_get(h);
+	if (s == NULL) {
+		wf__local_peer_forget(p);
+		return;
+	}
+	s->local = p;
+	wf__stream_put(s);
 }
 
 int wf__stream_wait_connected(wf_stream *h, uint64_t deadline)

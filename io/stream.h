@@ -6,6 +6,8 @@
 
 #include "weft.h"
 
+#include "io/io_internal.h"
+
 #include "runtime/handle.h"
 #include "runtime/poller.h"
 
@@ -17,6 +19,9 @@ int wf__stream_new(int fd, bool is_socket, size_t limit, wf_stream **out);
 /* The same, registered on worker `worker` of the caller's runtime (-1:
  * the caller's own). */
 int wf__stream_new_on(int fd, bool is_socket, size_t limit, int worker, wf_stream **out);
+
+/* The stream forgets p (wf__local_peer_forget) when it is freed. */
+void wf__stream_keep_local_peer(wf_stream *h, wf__local_peer p);
 
 /* [task] Waits until a connect(2) under way on the stream's socket ends:
  * 0, its -errno, WF_ETIMEDOUT, WF_ECANCELED. */

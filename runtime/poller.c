@@ -70,6 +70,39 @@ int wf__io_open_on(int fd, unsigned worker, wf__io **out)
 	return io_new(fd, &self->rt->workers[worker], false, 0, out);
 }
 
+int wf__io_roomiest(void)
+{
+	wf__worker *self = wf__tls_worker;
+	wf_task *t = self != NULL ? self->current : NULL;
+	if (t == NULL || self->rt->nworkers < 2 ||
+	    __atomic_load_n(&t->home, __ATOMIC_RELAXED) != NULL)
+		return -1;
+	wf_runtime *rt = self->rt;
+	uint32_t fewest = UINT32_MAX;
+	unsigned least = 0;
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		uint32_t n = __atomic_load_n(&rt->workers[i].nio, __ATOMIC_RELAXED) +
+			     __atomic_load_n(&rt->workers[i].nio_coming, __ATOMIC_RELAXED);
+		if (n < fewest) {
+			fewest = n;
+			least = i;
+		}
+	}
+	uint32_t mine = __atomic_load_n(&self->nio, __ATOMIC_RELAXED) +
+			__atomic_load_n(&self->nio_coming, __ATOMIC_RELAXED);
+	if (mine <= fewest + 2)
+		return -1;
+	__atomic_add_fetch(&rt->workers[least].nio_coming, 1, __ATOMIC_RELAXED);
+	return (int)least;
+}
+
+void wf__io_arrived(unsigned worker)
+{
+	wf__worker *self = wf__tls_worker;
+	if (self != NULL && worker < self->rt->nworkers)
+		__atomic_sub_fetch(&self->rt->workers[worker].nio_coming, 1, __ATOMIC_RELAXED);
+}
+
 int wf__io_open_oneshot(int fd, int dir, wf__io **out)
 {
 	return io_new(fd, wf__tls_worker, true, dir, out);

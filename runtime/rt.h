@@ -331,6 +331,8 @@ struct wf__worker {
 	int epfd;   /* the worker's epoll (poller.h) */
 	int wakefd; /* an eventfd in it: other threads write to wake us */
 	uint32_t nio; /* atomic: sources registered in epfd (poller.c) */
+	uint32_t nio_coming; /* atomic: connections on their way here
+			      * (wf__io_roomiest) */
 	int cpu;      /* atomic, owner writes: the CPU its thread last ran on
 		       * (sched_getcpu at start, each wake, each maintenance
 		       * tick, before a connect and before it maps an incoming

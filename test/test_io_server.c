@@ -5,7 +5,8 @@
  * connections opened and dropped without a leak, running out of
  * descriptors (the accept backoff), a full read buffer holding a fast
  * sender back, handlers that move between workers, where connections are
- * served (on their peer's CPU's worker, spread over all), bad options and
+ * served (on their peer's CPU's worker, on a client task's own worker,
+ * spread over all, also when one task opens them all), bad options and
  * stale handles.
  *
  * Everything runs on the loopback inside the test's process; results,
@@ -808,15 +809,17 @@ static void pin_worker_thread(unsigned worker, void *arg)
 	CHECK_EQ(sched_setaffinity(0, sizeof(set), &set), 0);
 }
 
-/* Answers the client's worker number with 1 when the handler runs on
- * that worker too, 0 when not. */
+/* Answers the client's worker number with 1 when the handler started on
+ * that worker too (the connection's: later, a waiting handler may be
+ * stolen), 0 when not. */
 static void placed_handler(wf_stream *s, void *arg)
 {
 	(void)arg;
+	int served = wf_worker_id();
 	unsigned char w;
 	if (!CHECK_RC(wf_stream_readexactly(s, &w, 1, NULL, 30000), 0))
 		return;
-	unsigned char same = (int)w == wf_worker_id();
+	unsigned char same = (int)w == served;
 	CHECK_RC(wf_stream_write_all(s, &same, 1, 30000), 0);
 	unsigned char end;
 	CHECK_EQ(wf_stream_read(s, &end, 1, 30000), 0);
@@ -907,14 +910,17 @@ static void spread_handler(wf_stream *s, void *arg)
 	}
 }
 
-/* One task on one worker opens every connection and keeps them open: the
- * server spreads them over all the workers anyway, over TCP (whose
- * connections all come from that worker's CPU) and a Unix socket (one
- * listener, no CPU to go by). */
+/* One task pinned to one worker opens every connection and keeps them
+ * open: it stays where it is pinned, and the server spreads the
+ * connections over all the workers anyway: over TCP (whose connections
+ * all come from that worker, a peer of the server's own runtime) by the
+ * local-peer bound, over a Unix socket (one listener, no peer worker to
+ * go by) by the quarter rule. */
 static void *spread_main(void *arg)
 {
 	(void)arg;
 	CHECK_RC(wf_pin(true), 0);
+	int home = wf_worker_id();
 	for (int family = 0; family < 2; family++) {
 		struct spread sp = {{0}, 0};
 		char path[108];
@@ -932,6 +938,7 @@ static void *spread_main(void *arg)
 					 : wf_open_unix_connection(path, 10000, &ss[open]);
 			if (!CHECK_RC(rc, 0))
 				break;
+			CHECK_EQ(wf_worker_id(), home);
 			char c = (char)('a' + open % 26), back = 0;
 			CHECK_RC(wf_stream_write_all(ss[open], &c, 1, 30000), 0);
 			CHECK_RC(wf_stream_readexactly(ss[open], &back, 1, NULL, 30000), 0);
@@ -946,8 +953,9 @@ static void *spread_main(void *arg)
 			sum += n;
 		}
 		CHECK_EQ(sum, SPREAD_CONNS);
-		/* No worker more than a quarter and two over the least loaded. */
-		if (!CHECK(hi <= lo + 2 + lo / 4))
+		/* TCP: no worker above twice (and three) the least loaded;
+		 * Unix: above a quarter (and two). */
+		if (!CHECK(family == 0 ? hi <= 2 * lo + 3 : hi <= lo + 2 + lo / 4))
 			fprintf(stderr, "family %d: %d %d %d\n", family, sp.on[0], sp.on[1], sp.on[2]);
 		for (int i = 0; i < open; i++)
 			CHECK_RC(wf_stream_close(ss[i], 5000), 0);
@@ -962,6 +970,130 @@ static void *spread_main(void *arg)
 Test(io_server, connections_from_one_worker_are_spread_over_all, .timeout = 60)
 {
 	run_weft(SPREAD_WORKERS, spread_main, NULL);
+}
+
+/* ---- peers in the same runtime ---------------------------------------------- */
+
+enum { PEER_WORKERS = 3, PEER_CONNS = 24 };
+
+struct peers {
+	int served_on[PEER_CONNS]; /* the worker each handler ran on */
+	int started;
+};
+
+/* Notes the worker it starts on (the connection's: the handler starts
+ * there; later, waiting tasks may be stolen), reads the connection's
+ * index (one byte), answers it, then echoes until the end. */
+static void peer_handler(wf_stream *s, void *arg)
+{
+	struct peers *p = arg;
+	int worker = wf_worker_id();
+	unsigned char i = 0;
+	if (wf_stream_readexactly(s, &i, 1, NULL, 30000) != 0 || i >= PEER_CONNS)
+		return;
+	__atomic_store_n(&p->served_on[i], worker, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&p->started, 1, __ATOMIC_RELEASE);
+	if (wf_stream_write_all(s, &i, 1, 30000) != 0)
+		return;
+	char buf[64];
+	for (;;) {
+		ssize_t n = wf_stream_read(s, buf, sizeof(buf), 30000);
+		if (n <= 0 || wf_stream_write_all(s, buf, (size_t)n, 30000) != 0)
+			break;
+	}
+}
+
+/* Starts a server and opens PEER_CONNS connections to it, holding them
+ * all, each from the next worker in turn (round_robin: the task pinned
+ * there) or from wherever the task is; checks that each was served on the
+ * worker its client task ran on right after connecting, and gives the
+ * per-worker client counts. */
+static void open_peers(bool round_robin, int on[PEER_WORKERS])
+{
+	struct peers p;
+	memset(&p, 0, sizeof(p));
+	for (int w = 0; w < PEER_WORKERS; w++)
+		on[w] = 0;
+	wf_server *srv;
+	if (!CHECK_RC(wf_start_server("127.0.0.1", 0, peer_handler, &p, NULL, &srv), 0))
+		return;
+	wf_stream *ss[PEER_CONNS];
+	int client_on[PEER_CONNS];
+	int open = 0;
+	for (; open < PEER_CONNS; open++) {
+		if (round_robin) {
+			CHECK_RC(wf_move_to_worker((unsigned)(open % PEER_WORKERS)), 0);
+			CHECK_RC(wf_pin(true), 0);
+		}
+		int rc = wf_open_connection("127.0.0.1", (unsigned)wf_server_port(srv), 10000, &ss[open]);
+		if (!CHECK_RC(rc, 0))
+			break;
+		client_on[open] = wf_worker_id();
+		if (round_robin)
+			CHECK_EQ(client_on[open], open % PEER_WORKERS);
+		unsigned char i = (unsigned char)open, back = 0xff;
+		CHECK_RC(wf_stream_write_all(ss[open], &i, 1, 30000), 0);
+		CHECK_RC(wf_stream_readexactly(ss[open], &back, 1, NULL, 30000), 0);
+		CHECK_EQ(back, i);
+	}
+	if (round_robin)
+		CHECK_RC(wf_pin(false), 0);
+	CHECK_EQ(__atomic_load_n(&p.started, __ATOMIC_ACQUIRE), open);
+	for (int i = 0; i < open; i++) {
+		int served = __atomic_load_n(&p.served_on[i], __ATOMIC_RELAXED);
+		if (!CHECK_EQ(served, client_on[i]))
+			fprintf(stderr, "connection %d: client on worker %d, served on %d\n", i,
+				client_on[i], served);
+		if (client_on[i] >= 0 && client_on[i] < PEER_WORKERS)
+			on[client_on[i]]++;
+	}
+	for (int i = 0; i < open; i++)
+		CHECK_RC(wf_stream_close(ss[i], 5000), 0);
+	CHECK_RC(wf_server_close(srv), 0);
+	CHECK_RC(wf_server_wait_closed(srv, 30000), 0);
+}
+
+/* A client task of the server's own runtime has its connection served on
+ * the worker its socket lives on, whatever CPU the threads run on (three
+ * workers here, on however many CPUs the machine has). */
+static void *local_peer_main(void *arg)
+{
+	(void)arg;
+	int on[PEER_WORKERS];
+	open_peers(true, on);
+	for (int w = 0; w < PEER_WORKERS; w++)
+		CHECK_EQ(on[w], PEER_CONNS / PEER_WORKERS);
+	return NULL;
+}
+
+Test(io_server, a_connection_from_this_runtime_is_served_on_its_clients_worker, .timeout = 60)
+{
+	run_weft(PEER_WORKERS, local_peer_main, NULL);
+}
+
+/* A task that is not pinned and opens many connections has them spread
+ * over the workers (it moves to the one with the fewest sockets before it
+ * connects), and each is still served on its client's worker. */
+static void *connect_spread_main(void *arg)
+{
+	(void)arg;
+	int on[PEER_WORKERS];
+	open_peers(false, on);
+	int lo = PEER_CONNS, hi = 0;
+	for (int w = 0; w < PEER_WORKERS; w++) {
+		lo = on[w] < lo ? on[w] : lo;
+		hi = on[w] > hi ? on[w] : hi;
+	}
+	/* Each connection is two sockets on its worker; a worker takes the
+	 * next one while it holds at most two sockets over the fewest. */
+	if (!CHECK(hi <= lo + 2))
+		fprintf(stderr, "clients per worker: %d %d %d\n", on[0], on[1], on[2]);
+	return NULL;
+}
+
+Test(io_server, connections_a_task_opens_spread_over_the_workers, .timeout = 60)
+{
+	run_weft(PEER_WORKERS, connect_spread_main, NULL);
 }
 
 /* ---- options, errors, stale handles ------------------------------------------------- */

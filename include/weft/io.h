@@ -16,9 +16,14 @@
  * worker and still use any stream: the waits and wake-ups cross threads
  * safely. A server listens with one SO_REUSEPORT socket per worker (the
  * kernel spreads the connections) and runs each connection's handler on
- * the worker whose CPU the connection's packets arrive on (for a client of
- * the same runtime: the client's worker), unless that worker already
- * serves more than its share.
+ * the worker its client's socket lives on when the client is a task of
+ * the same runtime (within twice the least loaded worker's share), else on
+ * the worker whose CPU the connection's packets arrive on, unless that
+ * worker already serves more than a quarter over the least loaded one. A
+ * task that is not pinned (wf_pin) and connects from a worker holding
+ * more than two sockets over the fewest any worker holds first moves to
+ * that worker, so the connections a program opens spread over the cores as
+ * the ones it accepts do.
  *
  * Common rules (those of weft/sync.h, and):
  *  - Calls marked [task] suspend the calling task and must be made from a
@@ -87,7 +92,8 @@ WF_EXTERN int wf_addr_format(const wf_addr *a, char *buf, size_t cap);
 
 /* [task] Connects to host:port, trying every address host resolves to in
  * order until one accepts; timeout_ms bounds the whole call (resolution
- * included). 0 and *out; WF_EINVAL, -ENOENT-like codes from the resolver
+ * included). The calling task may return on another worker (see "How it
+ * runs" above); a pinned task or a server's handler never moves. 0 and *out; WF_EINVAL, -ENOENT-like codes from the resolver
  * (WF_ENONAME: no such host), the last address's -ECONNREFUSED, ...,
  * WF_ETIMEDOUT, WF_ECANCELED. */
 WF_EXTERN int wf_open_connection(const char *host, unsigned port, uint64_t timeout_ms,
@@ -181,8 +187,9 @@ WF_EXTERN int wf_stream_abort(wf_stream *s);
  * Servers (asyncio.start_server / start_unix_server).
  *
  * Each accepted connection runs handler(stream, arg) in a new task on the
- * worker that serves it (above: by the CPU its packets arrive on, within a
- * quarter of the least loaded worker's share). The server owns the stream: it closes it (with
+ * worker that serves it (above: its client's, for a task of the same
+ * runtime; else by the CPU its packets arrive on, within a quarter of the
+ * least loaded worker's share). The server owns the stream: it closes it (with
  * a 10 s flush) when the handler returns, so a handler may close it itself
  * or not. A handler that fails is reported like a detached task.
  * ---------------------------------------------------------------------- */
