@@ -238,6 +238,7 @@ struct buffer {
 	int taken;    /* guarded by l */
 	wf_task *tasks[NPROD + NCONS];
 	int stop;     /* atomic */
+	int started;  /* atomic: producers and consumers that began */
 	long gave_up; /* atomic: waits that timed out or were cancelled */
 };
 
@@ -276,6 +277,7 @@ static void *producer(void *arg)
 {
 	struct buffer *b = ((void **)arg)[0];
 	int id = (int)(intptr_t)((void **)arg)[1];
+	__atomic_fetch_add(&b->started, 1, __ATOMIC_RELEASE);
 	uint64_t seed = (uint64_t)id * 2654435761u + 1;
 	for (int i = 0; i < PER_PRODUCER && !check_any_failed();) {
 		lock_hard(b->l);
@@ -300,6 +302,7 @@ static void *producer(void *arg)
 static void *consumer(void *arg)
 {
 	struct buffer *b = arg;
+	__atomic_fetch_add(&b->started, 1, __ATOMIC_RELEASE);
 	uint64_t seed = (uintptr_t)wf_current() | 1;
 	for (;;) {
 		lock_hard(b->l);
@@ -351,7 +354,11 @@ static void *buffer_main(void *arg)
 		pargs[i][1] = (void *)(intptr_t)i;
 		b.tasks[NCONS + i] = wf_spawn(producer, pargs[i]);
 	}
-	wf_sleep(1); /* a task cancelled before it starts never runs */
+	/* A task cancelled before it starts never runs: a producer that never
+	 * ran would never count itself produced, and the consumers would wait
+	 * for the end for ever. */
+	while (__atomic_load_n(&b.started, __ATOMIC_ACQUIRE) < NPROD + NCONS)
+		wf_sleep(1);
 	wf_task *chaos = wf_spawn(buffer_chaos, &b);
 	for (int i = 0; i < NPROD + NCONS; i++)
 		while (!wf_task_done(b.tasks[i]))

@@ -453,6 +453,7 @@ struct mpmc {
 	wf_task *tasks[NPROD + NCONS];
 	size_t ntasks;
 	int stop;        /* atomic */
+	int started;     /* atomic: producers and consumers that began */
 };
 
 struct mpmc_arg {
@@ -480,6 +481,7 @@ static void note_rc(struct mpmc *m, int rc)
 
 static void mpmc_produce(struct mpmc_arg *a)
 {
+	__atomic_fetch_add(&a->m->started, 1, __ATOMIC_RELEASE);
 	uint64_t seed = (uint64_t)a->id * 0x9e3779b9u + 1;
 	for (int i = 0; i < PER_PROD && !check_any_failed();) {
 		int v = 1 + a->id * PER_PROD + i;
@@ -498,6 +500,7 @@ static void mpmc_produce(struct mpmc_arg *a)
 static void mpmc_consume(struct mpmc_arg *a)
 {
 	struct mpmc *m = a->m;
+	__atomic_fetch_add(&m->started, 1, __ATOMIC_RELEASE);
 	uint64_t seed = (uint64_t)a->id * 7919 + 3;
 	for (;;) {
 		void *item = NULL;
@@ -586,7 +589,10 @@ static void *mpmc_main(void *arg)
 			m.tasks[m.ntasks++] = prods[i] = wf_spawn(producer_task, &pa[i]);
 	}
 	(void)prods;
-	wf_sleep(1); /* a task cancelled before it starts never runs */
+	/* A task cancelled before it starts never runs (its items would be
+	 * missing): the cancellations begin once every one has begun. */
+	while (__atomic_load_n(&m.started, __ATOMIC_ACQUIRE) < NPROD + NCONS)
+		wf_sleep(1);
 	wf_task *chaos = wf_spawn(mpmc_chaos, &m);
 	for (int i = 0; i < 2; i++)
 		pthread_join(pth[i], NULL);
