@@ -81,13 +81,12 @@ int wf__io_open(int fd, wf__io **out);
 int wf__io_open_on(int fd, unsigned worker, wf__io **out);
 /* For a task about to open a connection of its own: the worker whose
  * epoll should take it, or -1 to stay. A worker already holding more than
- * a quarter (and one) over the fewest sources of any worker sends the
- * connection to that one, the rule a server places its connections by
- * (io/server.c), so that the connections a program opens spread over the
- * cores as the ones it accepts do. The connection counts for the worker
- * chosen until wf__io_arrived, so that tasks that decide one after
- * another do not all pick the same worker. -1 for a pinned or homed task (its
- * worker is chosen) and off a worker. */
+ * two sources over the fewest of any worker sends the connection to that
+ * one, so that the connections a program opens spread over the cores as
+ * the ones a server accepts do (io/server.c). The connection counts for
+ * the worker chosen until wf__io_arrived, so that tasks that decide one
+ * after another do not all pick the same worker. -1 for a pinned or homed
+ * task (its worker is chosen) and off a worker. */
 int wf__io_roomiest(void);
 /* The connection wf__io_roomiest sent to `worker` is registered there,
  * or was not made: it no longer counts as coming. */
