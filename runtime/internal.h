@@ -128,6 +128,12 @@ struct uv_loop_s;
 struct uv_loop_s *wf__current_loop(void);
 /* The calling worker's index (0 .. workers-1), or -1 on a plain thread. */
 int wf__current_worker(void);
+/* Whether a task that waits for another thread to let go of something
+ * (a sync object's spin) may expect that thread to be running: false in a
+ * runtime of one worker, and while more workers are awake than the
+ * process has CPUs (the holder may be waiting for the CPU the spin
+ * holds). True off a worker (a plain thread cannot tell). */
+bool wf__spin_may_help(void);
 /* The index of a worker of the calling worker's runtime whose thread ran
  * on CPU `cpu` when it last looked (itself first), or -1: none, or not
  * called on a worker. A hint: threads move. */

@@ -887,6 +887,18 @@ int wf__current_worker(void)
 	return w != NULL ? (int)w->id : -1;
 }
 
+bool wf__spin_may_help(void)
+{
+	wf__worker *w = wf__self();
+	if (w == NULL)
+		return true;
+	wf_runtime *rt = w->rt;
+	if (rt->nworkers < 2)
+		return false;
+	int sleeping = __atomic_load_n(&rt->nsleeping, __ATOMIC_RELAXED);
+	return (int)rt->nworkers - sleeping <= (int)rt->ncpus;
+}
+
 int wf__task_move(unsigned worker)
 {
 	wf__worker *w = wf__self();

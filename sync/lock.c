@@ -164,17 +164,13 @@ static void sync_waiters_bit(wf_lock *l)
 		__atomic_and_fetch(&l->state, ~(uint32_t)WAITERS, __ATOMIC_RELAXED);
 }
 
-/* Spinning can only help if the holder may be running elsewhere: not when
- * the caller is a task of a one-worker runtime. */
-static bool worth_spinning(void)
-{
-	wf_runtime *rt = wf_runtime_current();
-	return rt == NULL || wf_runtime_workers(rt) > 1;
-}
-
 static int lock_slow(wf_lock *l, uint64_t timeout_ms)
 {
-	int spins = worth_spinning() ? SPINS : 0;
+	/* Spinning can only help if the holder may be running elsewhere: not
+	 * in a one-worker runtime, nor while more of its workers are awake
+	 * than there are CPUs (the holder's worker may be waiting for the very
+	 * CPU the spin holds). */
+	int spins = wf__spin_may_help() ? SPINS : 0;
 	for (int i = 0; i < spins; i++) {
 		if (take_if_free(l))
 			return 0;
