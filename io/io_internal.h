@@ -48,12 +48,12 @@ static inline bool wf__addr_numeric(const char *host, unsigned port, wf_addr *ou
 
 /* The port of an IPv4 or IPv6 address (host order), or -1 for any other
  * family. */
-static inline int wf__addr_port(const wf_addr *a)
+static inline int wf__sockaddr_port(const struct sockaddr *sa)
 {
-	if (a->ss.ss_family == AF_INET)
-		return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
-	if (a->ss.ss_family == AF_INET6)
-		return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+	if (sa->sa_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+	if (sa->sa_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
 	return -1;
 }
 

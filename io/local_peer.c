@@ -66,15 +66,6 @@ static bool is_loopback(const struct sockaddr *sa)
 	return false;
 }
 
-static int port_of(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET)
-		return ntohs(((const struct sockaddr_in *)sa)->sin_port);
-	if (sa->sa_family == AF_INET6)
-		return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-	return -1;
-}
-
 bool wf__local_peer_connecting(const struct sockaddr *dst)
 {
 	if (wf__self() == NULL || !is_loopback(dst))
@@ -96,8 +87,8 @@ wf__local_peer wf__local_peer_note(int fd, const struct sockaddr *dst)
 	wf__worker *self = wf__self();
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
-	int lport = getsockname(fd, (struct sockaddr *)&ss, &len) == 0 ? port_of((struct sockaddr *)&ss) : -1;
-	int dport = port_of(dst);
+	int lport = getsockname(fd, (struct sockaddr *)&ss, &len) == 0 ? wf__sockaddr_port((struct sockaddr *)&ss) : -1;
+	int dport = wf__sockaddr_port(dst);
 	wf__local_peer p = none;
 	if (lport > 0 && dport >= 0) {
 		uint64_t e = (uint64_t)dport << 48 | (uint64_t)(self->id + 1) << 32 | rt_tag(self->rt);
@@ -124,7 +115,7 @@ int wf__local_peer_worker(const struct sockaddr *peer, unsigned listen_port)
 	wf__worker *self = wf__self();
 	if (self == NULL || !is_loopback(peer))
 		return -1;
-	int pport = port_of(peer);
+	int pport = wf__sockaddr_port(peer);
 	if (pport <= 0)
 		return -1;
 	uint64_t e = __atomic_load_n(&local_ports[pport], __ATOMIC_ACQUIRE);

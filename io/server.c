@@ -403,11 +403,8 @@ static int bound_port(int fd)
 	socklen_t len = sizeof(ss);
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
 		return -errno;
-	if (ss.ss_family == AF_INET)
-		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	if (ss.ss_family == AF_INET6)
-		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-	return 0;
+	int port = wf__sockaddr_port((struct sockaddr *)&ss);
+	return port >= 0 ? port : 0;
 }
 
 static wf__server *server_new(wf_conn_handler handler, void *arg, const wf_server_opts *o)

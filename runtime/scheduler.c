@@ -222,6 +222,13 @@ static void wake_worker(wf__worker *w)
 
 /* The notifier's half of the park Dekker pair (top comment): an RMW of
  * nsleeping after the work was published. Returns the number of sleepers. */
+/* More workers awake than the process has CPUs, `sleeping` asleep: a
+ * thread that spins for another may hold the CPU that one waits for. */
+static inline bool more_awake_than_cpus(const wf_runtime *rt, int sleeping)
+{
+	return (int)rt->nworkers - sleeping > (int)rt->ncpus;
+}
+
 static inline int dekker_sleepers(wf_runtime *rt)
 {
 	return __atomic_fetch_add(&rt->nsleeping, 0, __ATOMIC_SEQ_CST);
@@ -893,10 +900,8 @@ bool wf__spin_may_help(void)
 	if (w == NULL)
 		return true;
 	wf_runtime *rt = w->rt;
-	if (rt->nworkers < 2)
-		return false;
-	int sleeping = __atomic_load_n(&rt->nsleeping, __ATOMIC_RELAXED);
-	return (int)rt->nworkers - sleeping <= (int)rt->ncpus;
+	return rt->nworkers >= 2 &&
+	       !more_awake_than_cpus(rt, __atomic_load_n(&rt->nsleeping, __ATOMIC_RELAXED));
 }
 
 int wf__task_move(unsigned worker)
@@ -1136,7 +1141,7 @@ static bool spin_for_work(wf__worker *w)
 	 * be waiting for the CPU this spin holds. Park at once and let it run
 	 * (it wakes us if it has more), as on a machine whose cores are
 	 * shared with other programs. */
-	if ((int)rt->nworkers - sleeping > (int)rt->ncpus)
+	if (more_awake_than_cpus(rt, sleeping))
 		return false;
 	/* A worker that watches sockets has its work coming from its own
 	 * epoll, which spinning does not see: it sleeps in it at once, and
