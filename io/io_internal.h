@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "weft.h"
 
@@ -73,6 +75,63 @@ int wf__addr_resolve(const char *host, unsigned port, int socktype, bool passive
 /* [task] wf_getaddrinfo with an absolute deadline instead of a timeout. */
 int wf__getaddrinfo_until(const char *host, const char *service, const struct addrinfo *hints,
 			  uint64_t deadline, struct addrinfo **res);
+
+/* ========================================================================
+ * The socket system calls of the hot paths (io/stream.c, io/sock.c,
+ * io/udp.c)
+ * ====================================================================== */
+
+/* read(2), sendto(2), write(2) and recvfrom(2) straight to the kernel.
+ * glibc's wrappers are thread-cancellation points: around each call they
+ * switch the thread to asynchronous cancellation and back, about 60
+ * instructions, an eighth of an echo round trip's user time, for a
+ * feature weft never uses (its workers are never pthread_cancel'ed).
+ * Under a sanitizer the wrappers stay: the sanitizers intercept them
+ * (ASan checks the buffer, TSan models the descriptor). -1 and errno as
+ * the wrappers. */
+#if defined(WF_ASAN) || defined(WF_TSAN) || defined(__SANITIZE_ADDRESS__) || \
+	defined(__SANITIZE_THREAD__)
+#define WF__IO_LIBC_CALLS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+	__has_feature(memory_sanitizer)
+#define WF__IO_LIBC_CALLS 1
+#endif
+#endif
+
+#ifdef WF__IO_LIBC_CALLS
+static inline ssize_t wf__sys_read(int fd, void *buf, size_t n) { return read(fd, buf, n); }
+static inline ssize_t wf__sys_write(int fd, const void *buf, size_t n) { return write(fd, buf, n); }
+static inline ssize_t wf__sys_sendto(int fd, const void *buf, size_t n, int flags,
+				     const struct sockaddr *to, socklen_t tolen)
+{
+	return sendto(fd, buf, n, flags, to, tolen);
+}
+static inline ssize_t wf__sys_recvfrom(int fd, void *buf, size_t n, int flags,
+				       struct sockaddr *from, socklen_t *fromlen)
+{
+	return recvfrom(fd, buf, n, flags, from, fromlen);
+}
+#else
+static inline ssize_t wf__sys_read(int fd, void *buf, size_t n)
+{
+	return syscall(SYS_read, fd, buf, n);
+}
+static inline ssize_t wf__sys_write(int fd, const void *buf, size_t n)
+{
+	return syscall(SYS_write, fd, buf, n);
+}
+static inline ssize_t wf__sys_sendto(int fd, const void *buf, size_t n, int flags,
+				     const struct sockaddr *to, socklen_t tolen)
+{
+	return syscall(SYS_sendto, fd, buf, n, flags, to, tolen);
+}
+static inline ssize_t wf__sys_recvfrom(int fd, void *buf, size_t n, int flags,
+				       struct sockaddr *from, socklen_t *fromlen)
+{
+	return syscall(SYS_recvfrom, fd, buf, n, flags, from, fromlen);
+}
+#endif
 
 /* ========================================================================
  * Streams, servers, connections (io/stream.c, io/server.c, io/connect.c)

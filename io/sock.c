@@ -151,7 +151,7 @@ ssize_t wf_sock_recv(int fd, void *buf, size_t n, uint64_t timeout_ms)
 		return WF_ENOTTASK;
 	uint64_t deadline = wf__deadline_after_ms(timeout_ms);
 	for (;;) {
-		ssize_t r = recv(fd, buf, n, MSG_DONTWAIT);
+		ssize_t r = wf__sys_recvfrom(fd, buf, n, MSG_DONTWAIT, NULL, NULL);
 		if (r >= 0)
 			return r;
 		if (errno == EINTR)
@@ -170,7 +170,7 @@ ssize_t wf_sock_send(int fd, const void *buf, size_t n, uint64_t timeout_ms)
 		return WF_ENOTTASK;
 	uint64_t deadline = wf__deadline_after_ms(timeout_ms);
 	for (;;) {
-		ssize_t r = send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t r = wf__sys_sendto(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT, NULL, 0);
 		if (r >= 0)
 			return r;
 		if (errno == EINTR)
@@ -197,7 +197,7 @@ int wf_sock_sendall(int fd, const void *buf, size_t n, size_t *sent, uint64_t ti
 	size_t done = 0;
 	int rc = 0;
 	while (done < n) {
-		ssize_t r = send(fd, p + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t r = wf__sys_sendto(fd, p + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT, NULL, 0);
 		if (r >= 0) {
 			done += (size_t)r;
 			continue;

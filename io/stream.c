@@ -52,33 +52,36 @@
 #define FIRST_RBUF ((size_t)4096)
 
 struct wf__stream {
+	/* The first line holds what a read touches (and the write side's
+	 * way in); each line more is a cache miss more per call. */
 	wf__hdr hdr;
 	void *free_link; /* the slab's free list (handle.h) */
 	uint32_t refs;   /* atomic: the handle's and every call's */
-	bool keep;       /* what the handle's bump said (wf__hobj_recycle) */
-	bool is_socket;
-	uint8_t reset;   /* atomic: close with a reset (SO_LINGER 0) */
+	uint32_t reading; /* atomic: a read call is in progress */
 	int fd;
+	bool is_socket;
+	bool eof;        /* the reading task's, as the read side below */
+	bool keep;       /* what the handle's bump said (wf__hobj_recycle) */
+	uint8_t reset;   /* atomic: close with a reset (SO_LINGER 0) */
 	wf__io *io;
 	const wf__transport *tops; /* NULL: the descriptor itself */
-	void *tctx;
-	wf__local_peer local; /* a loopback connect's note (local_peer.c) */
 
 	/* Read side: the reading task's own. */
-	uint32_t reading; /* atomic: a read call is in progress */
 	char *rbuf;
-	size_t rcap, rstart, rend, limit;
-	bool eof;
+	size_t rend, rstart, rcap, limit;
 	int rerr;
 
 	/* Write side: guarded by io->sl. */
+	int werr;      /* the error that broke the stream */
 	char *wbuf;
 	size_t wcap, wstart, wend, high, low;
-	int werr;      /* the error that broke the stream */
 	bool wshut;    /* write_eof or close began: no more writes */
 	bool closing;
 	bool send_wants_read; /* the transport's send waits for a readable edge */
 	wf__waitq drainers; /* w->data: the pending count each waits for */
+
+	void *tctx;    /* the transport's */
+	wf__local_peer local; /* a loopback connect's note (local_peer.c) */
 };
 
 static wf__htype stream_type = WF__HTYPE_INIT(WF__K_STREAM, wf__stream);
@@ -486,7 +489,7 @@ static int fill(wf__stream *s, size_t cap, uint64_t deadline)
 			size_t room = s->rcap - s->rend;
 			if (room > cap - buffered(s))
 				room = cap - buffered(s);
-			ssize_t n = read(s->fd, s->rbuf + s->rend, room);
+			ssize_t n = wf__sys_read(s->fd, s->rbuf + s->rend, room);
 			if (n > 0) {
 				s->rend += (size_t)n;
 				/* A short read drained the socket: the next
@@ -748,7 +751,8 @@ static ssize_t sys_write(wf__stream *s, const void *buf, size_t n)
 {
 	ssize_t r;
 	do
-		r = s->is_socket ? send(s->fd, buf, n, MSG_NOSIGNAL) : write(s->fd, buf, n);
+		r = s->is_socket ? wf__sys_sendto(s->fd, buf, n, MSG_NOSIGNAL, NULL, 0)
+				 : wf__sys_write(s->fd, buf, n);
 	while (r < 0 && errno == EINTR);
 	return r;
 }

@@ -158,8 +158,8 @@ int wf_udp_sendto(wf_udp *h, const void *buf, size_t n, const wf_addr *to, uint6
 			rc = WF_ECLOSED;
 			break;
 		}
-		ssize_t r = sendto(u->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT,
-				   (const struct sockaddr *)&to->ss, to->len);
+		ssize_t r = wf__sys_sendto(u->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT,
+					   (const struct sockaddr *)&to->ss, to->len);
 		if (r >= 0) {
 			rc = 0;
 			break;
@@ -199,7 +199,7 @@ ssize_t wf_udp_recvfrom(wf_udp *h, void *buf, size_t cap, wf_addr *from, uint64_
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
 		/* Without MSG_TRUNC: the count is what landed in buf. */
-		ssize_t r = recvfrom(u->fd, buf, cap, MSG_DONTWAIT, (struct sockaddr *)&ss, &len);
+		ssize_t r = wf__sys_recvfrom(u->fd, buf, cap, MSG_DONTWAIT, (struct sockaddr *)&ss, &len);
 		if (r >= 0) {
 			if (from != NULL) {
 				memset(from, 0, sizeof(*from));

@@ -133,20 +133,31 @@ typedef struct wf__fiber {
 } wf__fiber;
 
 struct wf_task {
+	/* The first three cache lines hold what every wait, wake and switch
+	 * touches (a round trip on a socket parks and wakes two tasks: each
+	 * line more is a miss more per task); the rest is for spawn, join,
+	 * cancellation and reports. */
 	wf__hdr hdr;    /* generation-tagged handle (handle.h) */
 	uint32_t magic; /* WF__TASK_MAGIC while allocated */
 	uint32_t state; /* atomic WF__T_* */
 	uint32_t park;  /* atomic WF__P_* */
 	uint32_t refs;  /* atomic: handle, queue entries, running */
+	wf__fiber *fiber;  /* the fiber it runs on: its own, or a joiner's */
+	wf__fiber own;     /* its own fiber, when it runs on one */
+	wf_runtime *rt;
+	wf__waiter waiter; /* the one thing it waits on at a time */
+	wf__worker *last;  /* where it last ran: remote wake-ups go there */
+	wf__worker *home;  /* atomic: wakes go there (NULL: no home) */
+	struct wf_task *inline_parent; /* the joiner it runs inline for */
+	uint64_t wait_since; /* coarse clock: when its current wait began */
+	struct wf_task *qnext; /* inbox, yield list, fired timers, free lists */
+	uint8_t pinned;    /* atomic: never run by another worker than home */
+	bool inline_by_joiner; /* its joiner ran it inline and takes the outcome */
+	int cancelling;    /* cancellations delivered and not uncancelled */
+	uint32_t cancel_forwarded;     /* atomic: a cancellation went to the child */
 	wf_fn fn;
 	void *arg;
 	void (*unstarted)(void *arg); /* called instead of fn if it never runs */
-	wf__fiber *fiber;  /* the fiber it runs on: its own, or a joiner's */
-	wf__fiber own;     /* its own fiber, when it runs on one */
-	wf__waiter waiter; /* the one thing it waits on at a time */
-	int cancelling;    /* cancellations delivered and not uncancelled */
-	uint32_t cancel_forwarded;     /* atomic: a cancellation went to the child */
-	struct wf_task *inline_parent; /* the joiner it runs inline for */
 	struct wf__cscope *cscope; /* innermost timeout scope or task group
 				    * the task is inside (compose_internal.h) */
 	struct wf__vars *vars; /* its context variables (ctxvar.c); NULL: none */
@@ -159,18 +170,11 @@ struct wf_task {
 	uint32_t name_state; /* atomic: the default name is written lazily */
 	wf_future *submit; /* wf_runtime_submit: completed with the outcome */
 	size_t stack_size; /* 0: the runtime's */
-	wf_runtime *rt;
 	wf__worker *owner; /* whose pool the memory returns to; NULL: foreign */
-	wf__worker *last;  /* where it last ran: remote wake-ups go there */
-	wf__worker *home;  /* atomic: wakes go there (NULL: no home) */
 	wf__worker *move_to; /* WF__SW_MOVE: the worker it moves to */
-	uint8_t pinned;    /* atomic: never run by another worker than home */
-	bool inline_by_joiner; /* its joiner ran it inline and takes the outcome */
 	uint64_t id;
 	const char *spawn_file; /* where it was spawned (wf_spawn's caller) */
-	uint64_t wait_since; /* coarse clock: when its current wait began */
 	struct wf_task *reg_prev, *reg_next; /* foreign registry only */
-	struct wf_task *qnext; /* inbox, yield list, fired timers, free lists */
 	struct wf_task *snext; /* injection queue: start entries only. A task
 				* claimed from there (a join runs it inline)
 				* may be woken, yield or be freed while the

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "rt.h"
+#include "waiting.h"
 
 /* The code a cancellation fires with; wf__wait turns it into WF_ECANCELED
  * and counts the delivery on the task. */
@@ -116,7 +117,11 @@ static void thread_waiter_destroy(wf__thread_waiter *tw)
 	pthread_cond_destroy(&tw->cv);
 }
 
-int wf__wait_prepare(wf__waiter **out, wf__thread_waiter *tw)
+/* Forced inline into wf__wait_on, the path of every sync/ and io/ wait;
+ * the exported names below are the same code for the other callers. */
+#define HOT_INLINE static inline __attribute__((always_inline))
+
+HOT_INLINE int wait_prepare(wf__waiter **out, wf__thread_waiter *tw)
 {
 	wf_task *t = wf__current();
 	if (t == NULL) {
@@ -145,6 +150,8 @@ int wf__wait_prepare(wf__waiter **out, wf__thread_waiter *tw)
 	*out = w;
 	return 0;
 }
+
+int wf__wait_prepare(wf__waiter **out, wf__thread_waiter *tw) { return wait_prepare(out, tw); }
 
 void wf__wait_abandon(wf__waiter *w)
 {
@@ -362,7 +369,7 @@ static int thread_wait(wf__thread_waiter *tw, uint64_t deadline)
 	return code;
 }
 
-int wf__wait(wf__waiter *w, uint64_t deadline)
+HOT_INLINE int wait_on_waiter(wf__waiter *w, uint64_t deadline)
 {
 	if (w->task == NULL)
 		return thread_wait(w->thread, deadline);
@@ -399,4 +406,81 @@ int wf__wait(wf__waiter *w, uint64_t deadline)
 	/* Back to idle, keeping a cancellation that arrived after the fire. */
 	__atomic_and_fetch(&w->word, ~(uint32_t)(WF__W_STATE | WF__W_BY_CANCEL), __ATOMIC_ACQ_REL);
 	return code;
+}
+
+int wf__wait(wf__waiter *w, uint64_t deadline) { return wait_on_waiter(w, deadline); }
+
+/* ---- the waiter ritual (waiting.h) -------------------------------------- *
+ *
+ * Here rather than in a file of its own so that the waiter's arming and
+ * waiting inline into it: every wait of sync/ and io/ goes through it. */
+
+void wf__waitq_push_front(wf__waitq *q, wf__waiter *w)
+{
+	if (q->head == NULL) {
+		wf__waitq_push(q, w);
+		return;
+	}
+	w->prev = NULL;
+	w->next = q->head;
+	q->head->prev = w;
+	q->head = w;
+	w->linked = true;
+	q->len++;
+}
+
+static void unlink_locked(wf__waiting *wg, wf__waiter *w)
+{
+	if (wg->q != NULL) {
+		/* Still linked: no fire took it off, the object counts on it. */
+		if (wf__waiter_linked(w))
+			wg->gave_up = true;
+		wf__waitq_remove(wg->q, w);
+	} else if (*wg->slot == w) {
+		wg->gave_up = true;
+		*wg->slot = NULL;
+	}
+}
+
+int wf__wait_on(wf__waiting *wg)
+{
+	wf__thread_waiter tw; /* a plain thread's, alive until we return */
+	wf__waiter *w;
+	wg->value = NULL;
+	wg->gave_up = false;
+	wg->waited = false;
+	int rc = wg->no_wait ? WF_ETIMEDOUT : wait_prepare(&w, &tw);
+	if (rc != 0) {
+		wg->gave_up = true;
+		if (!wg->keep_lock)
+			wf__spin_unlock(wg->lock);
+		return rc;
+	}
+	w->what = wg->what;
+	w->obj = wg->obj;
+	w->data = wg->data;
+	if (wg->q == NULL)
+		*wg->slot = w;
+	else if (wg->front)
+		wf__waitq_push_front(wg->q, w);
+	else
+		wf__waitq_push(wg->q, w);
+	wg->waited = true;
+	wf__spin_unlock(wg->lock);
+	if (wg->linked != NULL)
+		wg->linked(wg->linked_arg);
+
+	rc = wait_on_waiter(w, wg->deadline);
+	if (rc != WF_ETIMEDOUT && rc != WF_ECANCELED && rc != WF_ENOMEM) {
+		wg->value = w->value;
+		return rc;
+	}
+	/* A deadline or a cancellation won: leave the queue (internal.h's
+	 * rule), unless the object's fire took the waiter off it first and
+	 * then lost the race, in which case the object has moved on. */
+	wf__spin_lock(wg->lock);
+	unlink_locked(wg, w);
+	if (!(wg->gave_up && wg->keep_lock))
+		wf__spin_unlock(wg->lock);
+	return rc;
 }
