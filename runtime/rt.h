@@ -129,7 +129,12 @@ typedef struct wf__worker wf__worker;
 typedef struct wf__fiber {
 	wf__ctx ctx;
 	wf__stack *stack;
-	void *tsan_fiber;
+#if defined(WF_TSAN)
+	void *tsan_fiber; /* ThreadSanitizer's context, the stack's */
+#endif
+	bool canary; /* the stack has no guard page: its canary is checked at
+		      * every switch (kept here, where the switch reads
+		      * anyway, rather than read from the stack's header) */
 } wf__fiber;
 
 struct wf_task {
@@ -149,8 +154,8 @@ struct wf_task {
 	wf__worker *last;  /* where it last ran: remote wake-ups go there */
 	wf__worker *home;  /* atomic: wakes go there (NULL: no home) */
 	struct wf_task *inline_parent; /* the joiner it runs inline for */
-	uint64_t wait_since; /* coarse clock: when its current wait began */
 	struct wf_task *qnext; /* inbox, yield list, fired timers, free lists */
+	uint64_t wait_since; /* coarse clock: when its current wait began */
 	uint8_t pinned;    /* atomic: never run by another worker than home */
 	bool inline_by_joiner; /* its joiner ran it inline and takes the outcome */
 	int cancelling;    /* cancellations delivered and not uncancelled */

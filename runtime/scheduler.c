@@ -164,7 +164,7 @@ void wf__sched_switch_out(wf__worker *w, int reason)
 {
 	wf_task *t = w->current;
 	wf__fiber *f = t->fiber;
-	if (WF__UNLIKELY(!wf__stack_canary_ok(f->stack)))
+	if (WF__UNLIKELY(f->canary && !wf__stack_canary_ok(f->stack)))
 		report_overflow(t, " (its canary was overwritten)");
 	w->switch_reason = reason;
 	w->prev = t;
@@ -470,8 +470,11 @@ static bool start_fiber(wf__worker *w, wf_task *t)
 	if (s == NULL)
 		return false;
 	t->own.stack = s;
+	t->own.canary = !s->guarded;
 	t->fiber = &t->own;
+#if defined(WF_TSAN)
 	t->own.tsan_fiber = s->tsan_fiber;
+#endif
 	wf__ctx_make(&t->own.ctx, s->lo, s->size, task_entry);
 	return true;
 }

@@ -121,9 +121,16 @@ static void thread_waiter_destroy(wf__thread_waiter *tw)
  * the exported names below are the same code for the other callers. */
 #define HOT_INLINE static inline __attribute__((always_inline))
 
+/* wf__current without the call (wf__self is inline on x86-64). */
+HOT_INLINE wf_task *current_task(void)
+{
+	wf__worker *w = wf__self();
+	return w != NULL ? w->current : NULL;
+}
+
 HOT_INLINE int wait_prepare(wf__waiter **out, wf__thread_waiter *tw)
 {
-	wf_task *t = wf__current();
+	wf_task *t = current_task();
 	if (t == NULL) {
 		thread_waiter_init(tw);
 		*out = &tw->w;
@@ -442,14 +449,14 @@ static void unlink_locked(wf__waiting *wg, wf__waiter *w)
 	}
 }
 
-int wf__wait_on(wf__waiting *wg)
+/* tw: a plain thread's waiter storage, NULL in a task. */
+HOT_INLINE int wait_on(wf__waiting *wg, wf__thread_waiter *tw)
 {
-	wf__thread_waiter tw; /* a plain thread's, alive until we return */
 	wf__waiter *w;
 	wg->value = NULL;
 	wg->gave_up = false;
 	wg->waited = false;
-	int rc = wg->no_wait ? WF_ETIMEDOUT : wait_prepare(&w, &tw);
+	int rc = wg->no_wait ? WF_ETIMEDOUT : wait_prepare(&w, tw);
 	if (rc != 0) {
 		wg->gave_up = true;
 		if (!wg->keep_lock)
@@ -483,4 +490,20 @@ int wf__wait_on(wf__waiting *wg)
 	if (!(wg->gave_up && wg->keep_lock))
 		wf__spin_unlock(wg->lock);
 	return rc;
+}
+
+/* A plain thread's waiter (a mutex and a condition variable) lives in
+ * this frame, not in a task's: the frames a task reads back when it
+ * resumes stay few cache lines. */
+static __attribute__((noinline)) int wait_on_thread(wf__waiting *wg)
+{
+	wf__thread_waiter tw;
+	return wait_on(wg, &tw);
+}
+
+int wf__wait_on(wf__waiting *wg)
+{
+	if (current_task() == NULL)
+		return wait_on_thread(wg);
+	return wait_on(wg, NULL);
 }
