@@ -278,7 +278,15 @@ typedef struct wf_spawn_opts {
  * plain thread) wf_spawn says why on stderr. The handle is the caller's:
  * give it back with wf_join (waits) or wf_detach (does not wait). A task
  * that has not started when it is joined runs at once on the joiner's
- * stack (no switch), unless it asked for a stack size of its own. */
+ * stack (no switch), unless it asked for a stack size of its own.
+ * A bounded backlog: when the calling worker already holds 4096 tasks not
+ * yet started and no other worker takes them as fast, wf_spawn lets them
+ * run before it returns (the caller yields, as wf_yield, but a
+ * cancellation is left for its next wait), so a loop that spawns faster
+ * than tasks run holds a few thousand at a time, not all of them. Other
+ * tasks may therefore run (and the caller may move to another worker)
+ * inside a spawn that comes after 4096 others: do not hold a plain mutex
+ * across it that the tasks it lets run would take. */
 WF_EXTERN wf_task *wf_spawn(wf_fn fn, void *arg);
 /* [task] wf_spawn with options (opts may be NULL); 0 or WF_EINVAL,
  * WF_ENOMEM, WF_ENOTTASK. out may be NULL only for a detached task. */

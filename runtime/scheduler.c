@@ -334,15 +334,21 @@ static void offload_spawns(wf__worker *w)
 	wf__notify_work(w->rt);
 }
 
-void wf__schedule_new(wf__worker *w, wf_task *t)
+bool wf__schedule_new(wf__worker *w, wf_task *t)
 {
 	push_local(w, TAG_START(t));
 	wf__deque *d = &w->deque;
-	if (WF__UNLIKELY(d->bottom - d->top_seen > WF__OFFLOAD_AT) && w->rt->nworkers > 1) {
-		d->top_seen = __atomic_load_n(&d->top, __ATOMIC_ACQUIRE);
-		if (d->bottom - d->top_seen > WF__OFFLOAD_AT)
-			offload_spawns(w);
-	}
+	if (WF__LIKELY(d->bottom - d->top_seen <= WF__OFFLOAD_AT))
+		return false;
+	d->top_seen = __atomic_load_n(&d->top, __ATOMIC_ACQUIRE);
+	if (d->bottom - d->top_seen <= WF__OFFLOAD_AT)
+		return false;
+	if (w->rt->nworkers == 1)
+		return true;
+	/* The last batch offloaded is still there: nobody keeps up. */
+	bool behind = !wf__startq_empty(&w->rt->injection);
+	offload_spawns(w);
+	return behind;
 }
 
 void wf__inject(wf_runtime *rt, wf_task *t)
@@ -1026,7 +1032,12 @@ static bool maintenance(wf__worker *w)
 		wf__poller_poll(w, 0);
 	run_timers(w);
 	absorb_inbox(w);
-	absorb_injection(w);
+	/* A worker that holds a spawner's worth of tasks already leaves the
+	 * injection queue to others: a spawner whose last batch is still
+	 * there then lets its own run first (wf__schedule_new), so a loop
+	 * that spawns faster than the workers run keeps a bounded backlog. */
+	if (wf__deque_size(&w->deque) < WF__OFFLOAD_AT)
+		absorb_injection(w);
 	/* Tasks that yielded become stealable, but only behind every other
 	 * runnable task (a yield lets all of them run first): with a deque
 	 * that pops newest first, that is only when the deque is empty. */

@@ -520,9 +520,10 @@ int wf_spawn_ex_at(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out
 		t->joined = J_DETACHED;
 		t->refs = 1; /* the start entry only */
 	}
-	wf__schedule_new(w, t);
 	if (out != NULL && !detached)
 		*out = wf__task_handle(t);
+	if (WF__UNLIKELY(wf__schedule_new(w, t)))
+		wf__sched_switch_out(w, WF__SW_YIELD);
 	return 0;
 }
 
@@ -557,8 +558,10 @@ wf_task *wf_spawn_at(wf_fn fn, void *arg, const char *file, int line)
 	t->arg = arg;
 	t->spawn_file = file;
 	t->spawn_line = line;
-	wf__schedule_new(w, t);
-	return wf__task_handle(t);
+	wf_task *h = wf__task_handle(t);
+	if (WF__UNLIKELY(wf__schedule_new(w, t)))
+		wf__sched_switch_out(w, WF__SW_YIELD);
+	return h;
 }
 
 /* ---- joining ----------------------------------------------------------- */

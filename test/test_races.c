@@ -1486,3 +1486,218 @@ Test(races, tasks_freed_away_from_their_spawner_come_back_clean, .timeout = TEST
 		run_weft(worker_counts[i], roam_main, (void *)(uintptr_t)worker_counts[i]);
 	watchdog_stop();
 }
+
+/* ---- 8. backlog: a spawn loop that outruns the workers ---------------------- *
+ *
+ * Property: a task that spawns faster than the workers run what it spawns
+ * keeps a bounded number of tasks not yet started (once its worker holds
+ * 4096, and no other worker takes the batches it offloads, its spawn lets
+ * them run first), loses none of them, and keeps a cancellation that
+ * arrives while a spawn has let others run: the spawn still succeeds and
+ * the next wait is the one cancelled. Children yield, sleep, join inline,
+ * get cancelled before they start and wait for an event a plain thread
+ * sets. */
+
+#define BACKLOG_SPAWNS 40000
+#define BACKLOG_AT 4096 /* the spawner's deque (runtime/scheduler.c) */
+
+typedef struct backlog {
+	long started, finished; /* atomic */
+	wf_event *ev;
+	int ev_set; /* atomic: the plain thread set ev */
+	wf_task *root;
+	int canceller_ran; /* atomic */
+} backlog;
+
+static backlog backlog_ctx;
+
+static void *backlog_child(void *arg)
+{
+	backlog *b = &backlog_ctx;
+	uint32_t h = mix32((uint32_t)(uintptr_t)arg);
+	__atomic_add_fetch(&b->started, 1, __ATOMIC_ACQ_REL);
+	switch (h % 64) {
+	case 0:
+	case 1:
+		CHECK_RC(wf_yield(), 0);
+		break;
+	case 2:
+		CHECK_RC(wf_sleep(h % 3), 0);
+		break;
+	case 3:
+		CHECK_RC(wf_event_wait(b->ev, WF_FOREVER), 0);
+		CHECK(__atomic_load_n(&b->ev_set, __ATOMIC_ACQUIRE));
+		break;
+	default:
+		break;
+	}
+	__atomic_add_fetch(&b->finished, 1, __ATOMIC_ACQ_REL);
+	return arg;
+}
+
+static void *backlog_nop(void *arg)
+{
+	return arg;
+}
+
+static void *backlog_setter(void *arg)
+{
+	backlog *b = arg;
+	usleep(20000);
+	__atomic_store_n(&b->ev_set, 1, __ATOMIC_RELEASE);
+	CHECK_RC(wf_event_set(b->ev), 0);
+	return NULL;
+}
+
+/* The most tasks the runtime may hold unstarted: the spawner's deque, the
+ * batches offloaded to the injection queue, and what each other worker
+ * took from there and has not run yet (a worker takes batches only while
+ * it holds fewer than BACKLOG_AT). Without the bound, a loop of 40,000
+ * spawns on one worker holds all 40,000. */
+static long backlog_bound(unsigned nworkers)
+{
+	if (nworkers == 1)
+		return BACKLOG_AT + 1;
+	return (long)(nworkers + 2) * (BACKLOG_AT + 2048);
+}
+
+/* Spawns n children (with `joins`, some joined at once and some cancelled
+ * before they start; else all detached), and returns the most unstarted
+ * it saw after a spawn. */
+static long backlog_spawn(backlog *b, long first, long n, bool joins)
+{
+	long most = 0;
+	for (long i = first; i < first + n; i++) {
+		uintptr_t tag = (uintptr_t)i;
+		if (joins && i % 97 == 0) {
+			/* Joined at once: runs inline, on the spawner's stack. */
+			wf_task *t = wf_spawn(backlog_child, (void *)tag);
+			void *res = NULL;
+			if (!CHECK(t != NULL) || !CHECK_RC(wf_join(t, &res), 0) ||
+			    !CHECK_EQ((uintptr_t)res, tag))
+				return most;
+		} else if (joins && i % 211 == 0) {
+			/* Cancelled, most often before it starts (it never
+			 * runs then); the spawn itself may have let it run,
+			 * or another worker. */
+			wf_task *t = wf_spawn(backlog_nop, (void *)tag);
+			int rc = t != NULL ? wf_cancel(t) : WF_ENOMEM;
+			if (!CHECK(rc == 0 || rc == WF_EALREADY))
+				return most;
+			rc = wf_join(t, NULL);
+			if (!CHECK(rc == 0 || rc == WF_ECANCELED))
+				return most;
+			/* Counted here, whether it ran or not. */
+			__atomic_add_fetch(&b->started, 1, __ATOMIC_ACQ_REL);
+			__atomic_add_fetch(&b->finished, 1, __ATOMIC_ACQ_REL);
+		} else {
+			wf_spawn_opts o = {.detached = true};
+			if (!CHECK_RC(wf_spawn_ex(backlog_child, (void *)tag, &o, NULL), 0))
+				return most;
+		}
+		long queued = (i - first + 1) - (__atomic_load_n(&b->started, __ATOMIC_ACQUIRE) -
+						  first);
+		if (queued > most)
+			most = queued;
+	}
+	return most;
+}
+
+static void backlog_settle(backlog *b, long total)
+{
+	for (int ms = 0; ms < 60000 && __atomic_load_n(&b->finished, __ATOMIC_ACQUIRE) < total;
+	     ms++)
+		CHECK_RC(wf_sleep(1), 0);
+	CHECK_EQ(__atomic_load_n(&b->started, __ATOMIC_ACQUIRE), total);
+	CHECK_EQ(__atomic_load_n(&b->finished, __ATOMIC_ACQUIRE), total);
+}
+
+/* An inline child that spawns past the threshold: the yield happens on
+ * its joiner's fiber. */
+static void *backlog_inline_spawner(void *arg)
+{
+	return (void *)(uintptr_t)backlog_spawn(&backlog_ctx, (long)(uintptr_t)arg,
+						 BACKLOG_AT + 2000, true);
+}
+
+static void *backlog_main(void *arg)
+{
+	unsigned nworkers = (unsigned)(uintptr_t)arg;
+	backlog *b = &backlog_ctx;
+	*b = (backlog){0};
+	if (!CHECK_RC(wf_event_new(&b->ev), 0))
+		return NULL;
+	pthread_t th;
+	if (!CHECK_RC(pthread_create(&th, NULL, backlog_setter, b), 0))
+		return NULL;
+	long n = test_iters_min(BACKLOG_SPAWNS, 3 * BACKLOG_AT);
+	long most = backlog_spawn(b, 0, n, true);
+	watchdog_note("backlog: %u workers, %ld spawned, at most %ld unstarted", nworkers, n,
+		      most);
+	CHECK(most <= backlog_bound(nworkers));
+	if (nworkers == 1)
+		CHECK(most >= BACKLOG_AT); /* the loop did outrun the worker */
+
+	/* The same from a child run inline by its joiner. */
+	wf_task *k = wf_spawn(backlog_inline_spawner, (void *)(uintptr_t)n);
+	void *res = NULL;
+	CHECK(k != NULL);
+	CHECK_RC(wf_join(k, &res), 0);
+	CHECK((long)(uintptr_t)res <= backlog_bound(nworkers));
+	long total = n + BACKLOG_AT + 2000;
+	pthread_join(th, NULL);
+	backlog_settle(b, total);
+	CHECK_RC(wf_event_free(b->ev), 0);
+	return NULL;
+}
+
+Test(races, a_spawn_loop_keeps_a_bounded_backlog_and_loses_no_task, .timeout = TEST_LIMIT_S)
+{
+	watchdog_start(WATCHDOG_S, "backlog");
+	for (size_t i = 0; i < NHEAVY; i++)
+		run_weft(heavy_counts[i], backlog_main, (void *)(uintptr_t)heavy_counts[i]);
+	watchdog_stop();
+}
+
+static void *backlog_canceller(void *arg)
+{
+	backlog *b = arg;
+	CHECK_RC(wf_cancel(b->root), 0);
+	__atomic_store_n(&b->canceller_ran, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void *backlog_cancelled_main(void *arg)
+{
+	backlog *b = &backlog_ctx;
+	*b = (backlog){0};
+	b->root = wf_current();
+	if (!CHECK_RC(wf_event_new(&b->ev), 0))
+		return NULL;
+	CHECK_RC(wf_event_set(b->ev), 0);
+	__atomic_store_n(&b->ev_set, 1, __ATOMIC_RELEASE);
+	/* One worker: the canceller runs only when this task lets others
+	 * run, and the oldest task runs last. */
+	wf_task *c = wf_spawn(backlog_canceller, b);
+	CHECK(c != NULL);
+	long n = 2 * BACKLOG_AT;
+	/* Detached only: a cancellation that came during an inline join
+	 * would go to the child joined (as in asyncio), not stay here. */
+	backlog_spawn(b, 0, n, false); /* every spawn succeeds: CHECKs inside */
+	CHECK(__atomic_load_n(&b->canceller_ran, __ATOMIC_ACQUIRE));
+	CHECK_EQ(wf_cancelling(), 0); /* pending, not delivered */
+	CHECK_RC(wf_sleep(1), WF_ECANCELED);
+	CHECK_EQ(wf_cancelling(), 1);
+	CHECK_EQ(wf_uncancel(), 0);
+	CHECK_RC(wf_join(c, NULL), 0);
+	backlog_settle(b, n);
+	CHECK_RC(wf_event_free(b->ev), 0);
+	return NULL;
+}
+
+Test(races, a_cancellation_while_a_spawn_lets_others_run_is_kept, .timeout = TEST_LIMIT_S)
+{
+	watchdog_start(WATCHDOG_S, "backlog cancel");
+	run_weft(1, backlog_cancelled_main, NULL);
+	watchdog_stop();
+}
