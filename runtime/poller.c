@@ -244,7 +244,10 @@ static int dispatch(uint64_t token, uint32_t events)
 			 * its waiter asks the kernel again anyway. */
 			bool final = !io->oneshot && (err || (dir == WF__IO_READ && (events & EPOLLRDHUP)));
 			set_ready(io, dir, final);
-			fired += (int)wf__waitq_fire_all(&io->q[dir], 0, NULL);
+			/* Most edges find nobody waiting (the write direction's,
+			 * every time): no call then. */
+			if (io->q[dir].head != NULL)
+				fired += (int)wf__waitq_fire_all(&io->q[dir], 0, NULL);
 			if (io->on_edge[dir] != NULL)
 				io->on_edge[dir](io, io->edge_ctx);
 		}
