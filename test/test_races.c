@@ -1595,8 +1595,9 @@ static long backlog_spawn(backlog *b, long first, long n, bool joins)
 			if (!CHECK_RC(wf_spawn_ex(backlog_child, (void *)tag, &o, NULL), 0))
 				return most;
 		}
-		long queued = (i - first + 1) - (__atomic_load_n(&b->started, __ATOMIC_ACQUIRE) -
-						  first);
+		/* Every spawn so far (ids run from 0, in order) less the
+		 * tasks that started. */
+		long queued = (i + 1) - __atomic_load_n(&b->started, __ATOMIC_ACQUIRE);
 		if (queued > most)
 			most = queued;
 	}
@@ -1630,13 +1631,22 @@ static void *backlog_main(void *arg)
 	pthread_t th;
 	if (!CHECK_RC(pthread_create(&th, NULL, backlog_setter, b), 0))
 		return NULL;
-	long n = test_iters_min(BACKLOG_SPAWNS, 3 * BACKLOG_AT);
-	long most = backlog_spawn(b, 0, n, true);
-	watchdog_note("backlog: %u workers, %ld spawned, at most %ld unstarted", nworkers, n,
+	/* Detached spawns only: nothing but the bound stops the loop (an
+	 * inline join whose child waits lets the worker run the rest). */
+	long n1 = 2 * BACKLOG_AT + 1000;
+	long most = backlog_spawn(b, 0, n1, false);
+	watchdog_note("backlog: %u workers, %ld detached, at most %ld unstarted", nworkers, n1,
 		      most);
 	CHECK(most <= backlog_bound(nworkers));
 	if (nworkers == 1)
 		CHECK(most >= BACKLOG_AT); /* the loop did outrun the worker */
+
+	/* Mixed with inline joins and cancellations. */
+	long n = n1 + test_iters_min(BACKLOG_SPAWNS, 3 * BACKLOG_AT);
+	most = backlog_spawn(b, n1, n - n1, true);
+	watchdog_note("backlog: %u workers, %ld spawned, at most %ld unstarted", nworkers, n,
+		      most);
+	CHECK(most <= backlog_bound(nworkers));
 
 	/* The same from a child run inline by its joiner. */
 	wf_task *k = wf_spawn(backlog_inline_spawner, (void *)(uintptr_t)n);
