@@ -421,6 +421,8 @@ int wf__runtime_spawn(wf_runtime *rt, wf_fn fn, void *arg, void (*unstarted)(voi
 void wf__sched_switch_out(wf__worker *w, int reason);
 void wf__task_wake(wf_task *t);
 void wf__notify_work(wf_runtime *rt);
+/* Queues a new task on w; true when the backlog is past its bound (the
+ * spawner should yield: scheduler.c, "A bounded backlog" in design.md). */
 bool wf__schedule_new(wf__worker *w, wf_task *t);
 void wf__inject(wf_runtime *rt, wf_task *t);
 void *wf__worker_main(void *arg);

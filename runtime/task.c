@@ -487,6 +487,15 @@ static void set_name(wf_task *t, const char *name)
 	t->name_state = NAME_SET;
 }
 
+/* Queues a new task of the calling task's; past the backlog bound
+ * (wf__schedule_new) the caller lets the queued tasks run first. Its
+ * handle must be taken before: the task may run and end meanwhile. */
+static void schedule_spawned(wf__worker *w, wf_task *t)
+{
+	if (WF__UNLIKELY(wf__schedule_new(w, t)))
+		wf__sched_switch_out(w, WF__SW_YIELD);
+}
+
 int wf_spawn_ex_at(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out,
 		   const char *file, int line)
 {
@@ -522,8 +531,7 @@ int wf_spawn_ex_at(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out
 	}
 	if (out != NULL && !detached)
 		*out = wf__task_handle(t);
-	if (WF__UNLIKELY(wf__schedule_new(w, t)))
-		wf__sched_switch_out(w, WF__SW_YIELD);
+	schedule_spawned(w, t);
 	return 0;
 }
 
@@ -559,8 +567,7 @@ wf_task *wf_spawn_at(wf_fn fn, void *arg, const char *file, int line)
 	t->spawn_file = file;
 	t->spawn_line = line;
 	wf_task *h = wf__task_handle(t);
-	if (WF__UNLIKELY(wf__schedule_new(w, t)))
-		wf__sched_switch_out(w, WF__SW_YIELD);
+	schedule_spawned(w, t);
 	return h;
 }
 

@@ -128,9 +128,9 @@ HOT_INLINE wf_task *current_task(void)
 	return w != NULL ? w->current : NULL;
 }
 
-HOT_INLINE int wait_prepare(wf__waiter **out, wf__thread_waiter *tw)
+/* t: the calling task, or NULL on a plain thread (whose waiter is tw). */
+HOT_INLINE int wait_prepare(wf__waiter **out, wf_task *t, wf__thread_waiter *tw)
 {
-	wf_task *t = current_task();
 	if (t == NULL) {
 		thread_waiter_init(tw);
 		*out = &tw->w;
@@ -158,7 +158,10 @@ HOT_INLINE int wait_prepare(wf__waiter **out, wf__thread_waiter *tw)
 	return 0;
 }
 
-int wf__wait_prepare(wf__waiter **out, wf__thread_waiter *tw) { return wait_prepare(out, tw); }
+int wf__wait_prepare(wf__waiter **out, wf__thread_waiter *tw)
+{
+	return wait_prepare(out, current_task(), tw);
+}
 
 void wf__wait_abandon(wf__waiter *w)
 {
@@ -449,14 +452,14 @@ static void unlink_locked(wf__waiting *wg, wf__waiter *w)
 	}
 }
 
-/* tw: a plain thread's waiter storage, NULL in a task. */
-HOT_INLINE int wait_on(wf__waiting *wg, wf__thread_waiter *tw)
+/* t: the calling task; or NULL, and tw: a plain thread's waiter storage. */
+HOT_INLINE int wait_on(wf__waiting *wg, wf_task *t, wf__thread_waiter *tw)
 {
 	wf__waiter *w;
 	wg->value = NULL;
 	wg->gave_up = false;
 	wg->waited = false;
-	int rc = wg->no_wait ? WF_ETIMEDOUT : wait_prepare(&w, tw);
+	int rc = wg->no_wait ? WF_ETIMEDOUT : wait_prepare(&w, t, tw);
 	if (rc != 0) {
 		wg->gave_up = true;
 		if (!wg->keep_lock)
@@ -498,12 +501,13 @@ HOT_INLINE int wait_on(wf__waiting *wg, wf__thread_waiter *tw)
 static __attribute__((noinline)) int wait_on_thread(wf__waiting *wg)
 {
 	wf__thread_waiter tw;
-	return wait_on(wg, &tw);
+	return wait_on(wg, NULL, &tw);
 }
 
 int wf__wait_on(wf__waiting *wg)
 {
-	if (current_task() == NULL)
+	wf_task *t = current_task();
+	if (t == NULL)
 		return wait_on_thread(wg);
-	return wait_on(wg, NULL);
+	return wait_on(wg, t, NULL);
 }
