@@ -279,8 +279,14 @@ static inline void notify_if_idle(wf__worker *w)
 	 * hand-off. If the running task goes on for long instead, a parked
 	 * worker comes back within 1 ms (park) and takes it once its owner
 	 * has not picked anything for a while (sole_entry_held). The size is
-	 * read last: it loads top, the thieves' line. */
-	if (WF__UNLIKELY(__atomic_load_n(&rt->nsleeping, __ATOMIC_RELAXED) != 0) &&
+	 * read last: it loads top, the thieves' line. With as many workers
+	 * awake as CPUs, wf__notify_work would wake nobody: say so without
+	 * calling it, since its read-modify-write of nsleeping (the Dekker
+	 * pair, which a spawn does not need) bounces that line between every
+	 * spawning worker (more workers than CPUs: 16% of gather_many). */
+	int sleeping = __atomic_load_n(&rt->nsleeping, __ATOMIC_RELAXED);
+	if (WF__UNLIKELY(sleeping != 0) &&
+	    (int)rt->nworkers - sleeping < (int)rt->ncpus &&
 	    __atomic_load_n(&rt->nsearching, __ATOMIC_RELAXED) == 0 &&
 	    wf__deque_size(&w->deque) > 1)
 		wf__notify_work(rt);
