@@ -229,6 +229,14 @@ static inline bool more_awake_than_cpus(const wf_runtime *rt, int sleeping)
 	return (int)rt->nworkers - sleeping > (int)rt->ncpus;
 }
 
+/* As many workers awake as the process has CPUs (`sleeping` asleep): a
+ * worker woken now would only take a CPU from an awake one (see
+ * wf__notify_work). */
+static inline bool enough_awake(const wf_runtime *rt, int sleeping)
+{
+	return (int)rt->nworkers - sleeping >= (int)rt->ncpus;
+}
+
 static inline int dekker_sleepers(wf_runtime *rt)
 {
 	return __atomic_fetch_add(&rt->nsleeping, 0, __ATOMIC_SEQ_CST);
@@ -248,7 +256,7 @@ void wf__notify_work(wf_runtime *rt)
 	 * comes back within 1 ms while others are awake. Only a runtime with
 	 * more workers than CPUs gets here: with one per CPU, all are
 	 * awake and there is nobody to wake. */
-	if ((int)rt->nworkers - sleepers >= (int)rt->ncpus)
+	if (enough_awake(rt, sleepers))
 		return;
 	unsigned n = rt->nworkers;
 	wf__worker *self = wf__self();
@@ -286,7 +294,7 @@ static inline void notify_if_idle(wf__worker *w)
 	 * spawning worker (more workers than CPUs: 16% of gather_many). */
 	int sleeping = __atomic_load_n(&rt->nsleeping, __ATOMIC_RELAXED);
 	if (WF__UNLIKELY(sleeping != 0) &&
-	    (int)rt->nworkers - sleeping < (int)rt->ncpus &&
+	    !enough_awake(rt, sleeping) &&
 	    __atomic_load_n(&rt->nsearching, __ATOMIC_RELAXED) == 0 &&
 	    wf__deque_size(&w->deque) > 1)
 		wf__notify_work(rt);
