@@ -69,11 +69,15 @@ static const wf_spawn_opts detached = {.detached = true};
  * spawn_many: N detached tasks each add 1 to a counter; the one that brings
  * it to N completes the future the root awaits.
  * ---------------------------------------------------------------------- */
+/* A line of its own: every task writes the count, and a counter that
+ * shared a line with the spawner's stack frame (where each spawn call
+ * pushes its return address) would take that line from the spawner at
+ * every task. Go's and Tokio's counters are heap objects of their own. */
 struct countdown {
 	uint64_t count; /* atomic */
 	uint64_t n;
 	wf_future *done;
-};
+} __attribute__((aligned(64)));
 
 static void countdown_add(struct countdown *c, uint64_t k)
 {
