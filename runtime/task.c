@@ -58,6 +58,7 @@ enum { /* joined */
 	J_COMPLETE = 16, /* the outcome is published */
 	J_WATCHED = 32,  /* someone other than the joiner waits or watches */
 	J_INLINE = 64,   /* the joiner may complete it without the core's lock */
+	J_HELD = 128,    /* someone without the handle took a reference (wf_cancel) */
 	J_OWNER = J_JOINING | J_DETACHED,
 };
 
@@ -705,7 +706,23 @@ int wf_join_ex(wf_task *h, void **result, char **errmsg)
 			join_inline(w, t);
 			int err = take_outcome(t, result, errmsg);
 			release_handle(t);
-			task_free(t);
+			/* Both references are ours (the handle's and the start
+			 * entry's) unless a canceller holds one more: J_HELD,
+			 * seen by the CAS above or after the release (the hot
+			 * side of task_try_ref's Dekker pair). */
+			uint32_t now;
+			if (WF__LIKELY(wf__asym_ok())) {
+				wf__asym_light();
+				now = __atomic_load_n(&t->joined, __ATOMIC_RELAXED);
+			} else {
+				/* No heavy barrier for the canceller: an RMW of
+				 * the word both sides write orders them. */
+				now = __atomic_fetch_or(&t->joined, 0, __ATOMIC_SEQ_CST);
+			}
+			if (!((j | now) & J_HELD))
+				task_free(t);
+			else if (__atomic_sub_fetch(&t->refs, 2, __ATOMIC_ACQ_REL) == 0)
+				task_free(t);
 			return err;
 		}
 		/* Elsewhere (deeper, stolen, in the injection queue): claim it;
@@ -784,15 +801,60 @@ int wf_detach(wf_task *h)
 
 /* ---- cancellation and failure ----------------------------------------- */
 
+/* Takes a reference on t, which handle h named when it was decoded, if h
+ * still names it. A canceller's copy of a handle is given back by its
+ * holder (a join that takes the outcome) at any moment, and the task freed
+ * and its memory handed to the next spawn: the decode alone does not keep
+ * the task, and a cancellation written into the next task's waiter would
+ * cancel that one. The count is taken only while it is not zero (slabs are
+ * type-stable: the memory stays a task's), then the generation is checked
+ * again: the same, and the task is live and held.
+ *
+ * A join that runs its child inline frees the child with plain stores,
+ * not through the count (fork-join's hot path: an RMW there costs fib
+ * 17%). J_HELD tells it not to: an asymmetric Dekker pair (asym.h) with
+ * the joiner's release of the handle and its check of J_HELD, so either
+ * the joiner sees J_HELD and drops its references through the count, or
+ * this sees the handle given back and keeps off. */
+static bool task_try_ref(wf_task *t, const wf_task *h)
+{
+	uint32_t j = __atomic_fetch_or(&t->joined, J_HELD, __ATOMIC_SEQ_CST);
+	if (j & J_JOINING) {
+		if (wf__asym_ok())
+			wf__asym_heavy();
+		if (wf__task_get(h) != t)
+			return false; /* given back: the joiner may be freeing t */
+	}
+	uint32_t r = __atomic_load_n(&t->refs, __ATOMIC_RELAXED);
+	do {
+		if (r == 0)
+			return false;
+	} while (!__atomic_compare_exchange_n(&t->refs, &r, r + 1, true, __ATOMIC_ACQUIRE,
+					      __ATOMIC_RELAXED));
+	if (WF__UNLIKELY(wf__task_get(h) != t)) {
+		wf__task_unref(t); /* another life's: maybe its last */
+		return false;
+	}
+	return true;
+}
+
 int wf_cancel(wf_task *h)
 {
 	wf_task *t = task_get_or_self(h);
 	if (t == NULL)
 		return WF_EINVAL;
+	/* The calling task is running here: nobody can free it meanwhile. */
+	bool self = t == wf__current();
+	if (!self && !task_try_ref(t, h))
+		return WF_EINVAL;
+	int rc = 0;
 	if (__atomic_load_n(&t->state, __ATOMIC_ACQUIRE) == WF__T_DONE)
-		return WF_EALREADY;
-	wf__task_cancel_request(t);
-	return 0;
+		rc = WF_EALREADY;
+	else
+		wf__task_cancel_request(t);
+	if (!self)
+		wf__task_unref(t);
+	return rc;
 }
 
 int wf_uncancel(void)

@@ -17,6 +17,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -622,5 +623,124 @@ Test(handles_stale, the_calling_tasks_handle_stays_valid_when_it_is_detached,
 	watchdog_start(WATCHDOG_S, "own handle, detached");
 	for (size_t i = 0; i < NCOUNTS; i++)
 		run_weft(worker_counts[i], self_detach_main, NULL);
+	watchdog_stop();
+}
+
+/* ---- a cancellation racing the join that gives the handle back ----------- *
+ *
+ * Property: a plain thread that keeps cancelling through a copy of a
+ * task's handle, while the task's joiner takes the outcome (giving the
+ * handle back) and spawns new tasks into the same memory, gets 0,
+ * WF_EALREADY or WF_EINVAL, and never cancels one of the new tasks. A
+ * cancel that decoded the handle just before the join gave it back must
+ * not write into the next task's waiter. */
+
+#define BYSTANDERS 4
+
+static struct {
+	wf_task *target; /* atomic: the handle the canceller uses */
+	int stop;        /* atomic */
+	long ok, already, invalid, other;
+} racer;
+
+static void *race_canceller(void *arg)
+{
+	(void)arg;
+	long n = 0;
+	while (!__atomic_load_n(&racer.stop, __ATOMIC_ACQUIRE)) {
+		wf_task *h = __atomic_load_n(&racer.target, __ATOMIC_ACQUIRE);
+		if (h == NULL)
+			continue;
+		int rc = wf_cancel(h);
+		if (rc == 0)
+			racer.ok++;
+		else if (rc == WF_EALREADY)
+			racer.already++;
+		else if (rc == WF_EINVAL)
+			racer.invalid++;
+		else
+			racer.other++;
+		if (++n % 64 == 0)
+			sched_yield();
+	}
+	return NULL;
+}
+
+/* The target: may be cancelled at any of its suspensions. */
+static void *race_target(void *arg)
+{
+	for (int i = 0; i < 2; i++)
+		(void)wf_yield();
+	return arg;
+}
+
+/* A task nobody cancels: 1 if a suspension of it was cancelled. */
+static void *race_bystander(void *arg)
+{
+	(void)arg;
+	uintptr_t hit = 0;
+	for (int i = 0; i < 3; i++)
+		if (wf_yield() == WF_ECANCELED)
+			hit = 1;
+	if (hit)
+		(void)wf_uncancel();
+	return (void *)hit;
+}
+
+static void *cancel_race_main(void *arg)
+{
+	unsigned nworkers = (unsigned)(uintptr_t)arg;
+	long rounds = scaled(20000);
+	for (long i = 0; i < rounds && !check_any_failed(); i++) {
+		watchdog_note("cancel racing a join: %u workers, round %ld", nworkers, i);
+		wf_task *t = wf_spawn(race_target, (void *)(uintptr_t)(i + 1));
+		if (!CHECK(t != NULL))
+			break;
+		__atomic_store_n(&racer.target, t, __ATOMIC_RELEASE);
+		if (i % 2)
+			CHECK_RC(wf_yield(), 0);
+		void *res = NULL;
+		int rc = wf_join(t, &res);
+		CHECK(rc == 0 || rc == WF_ECANCELED);
+		if (rc == 0)
+			CHECK(res == (void *)(uintptr_t)(i + 1));
+		/* The canceller goes on with the spent handle meanwhile. */
+		CHECK_RC(wf_cancel(t), WF_EINVAL);
+		wf_task *b[BYSTANDERS];
+		for (int k = 0; k < BYSTANDERS; k++)
+			b[k] = wf_spawn(race_bystander, NULL);
+		for (int k = 0; k < BYSTANDERS; k++) {
+			if (!CHECK(b[k] != NULL))
+				continue;
+			res = (void *)2;
+			rc = wf_join(b[k], &res);
+			if (!CHECK_RC(rc, 0) || !CHECK(res == NULL))
+				fprintf(stderr, "cancel race, %u workers, round %ld: a task spawned "
+						"after the join was cancelled through the old handle "
+						"(its join: %s, result %p)\n",
+					nworkers, i, wf_err_name(rc), res);
+		}
+	}
+	__atomic_store_n(&racer.target, NULL, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+Test(handles_stale, a_cancel_racing_the_join_never_reaches_the_next_task, .timeout = TEST_LIMIT_S)
+{
+	watchdog_start(WATCHDOG_S, "cancel racing a join");
+	for (size_t i = 0; i < NCOUNTS; i++) {
+		memset(&racer, 0, sizeof(racer));
+		pthread_t th;
+		cr_assert_eq(pthread_create(&th, NULL, race_canceller, NULL), 0);
+		run_weft(worker_counts[i], cancel_race_main, (void *)(uintptr_t)worker_counts[i]);
+		__atomic_store_n(&racer.stop, 1, __ATOMIC_RELEASE);
+		pthread_join(th, NULL);
+		cr_expect_eq(racer.other, 0, "wf_cancel returned a code other than 0, "
+					     "WF_EALREADY or WF_EINVAL %ld times", racer.other);
+		if (getenv("STALE_VERBOSE"))
+			fprintf(stderr, "cancel race, %u workers: %ld cancelled, %ld already done, "
+					"%ld refused\n",
+				worker_counts[i], racer.ok, racer.already, racer.invalid);
+	}
 	watchdog_stop();
 }
