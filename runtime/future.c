@@ -242,21 +242,16 @@ int wf__future_settle(wf_future *f, int err, void *value, char *msg)
 /* A reference for the duration of a completion, taken from a handle: the
  * waiter a completion wakes may run at once on another worker and release
  * the future (its last reference) while the completion still fires other
- * waiters and runs callbacks, so the completion holds its own. Taken only
- * while the count is not zero (a released future stays released; its slot
- * is type-stable memory), then the handle is checked again: the slot may
- * have been freed and reused between the decode and the increment. */
+ * waiters and runs callbacks, so the completion holds its own (a released
+ * future stays released: wf__ref_unless_zero), then the handle is checked
+ * again. */
 static wf_future *future_hold(const wf_future *h)
 {
 	wf_future *f = wf__future_get(h);
 	if (f == NULL)
 		return NULL;
-	uint32_t r = __atomic_load_n(&f->refs, __ATOMIC_RELAXED);
-	do {
-		if (r == 0)
-			return NULL;
-	} while (!__atomic_compare_exchange_n(&f->refs, &r, r + 1, true, __ATOMIC_ACQUIRE,
-					      __ATOMIC_RELAXED));
+	if (!wf__ref_unless_zero(&f->refs))
+		return NULL;
 	if (wf__future_get(h) != f) {
 		wf__future_put(f);
 		return NULL;

@@ -210,6 +210,24 @@ static inline bool wf__hdr_retired(const wf__hdr *h)
 	return (h->spare & WF__HDR_RETIRED) != 0;
 }
 
+/* Takes a reference on an object reached through a handle that another
+ * party may give back meanwhile (its count may reach zero at any moment):
+ * only while the count is not zero, since a zero count is a free under
+ * way. The slot is type-stable, so the count is always a count; the
+ * caller checks the handle again afterwards, as the slot may have been
+ * freed and reused between its decode and the increment (then it drops
+ * the reference it took, which is that other life's). */
+static inline bool wf__ref_unless_zero(uint32_t *refs)
+{
+	uint32_t r = __atomic_load_n(refs, __ATOMIC_RELAXED);
+	do {
+		if (r == 0)
+			return false;
+	} while (!__atomic_compare_exchange_n(refs, &r, r + 1, true, __ATOMIC_ACQUIRE,
+					      __ATOMIC_RELAXED));
+	return true;
+}
+
 static inline bool wf__hdr_live(const wf__hdr *h)
 {
 	return (__atomic_load_n(&h->gen, __ATOMIC_ACQUIRE) & 1u) != 0;

@@ -806,9 +806,8 @@ int wf_detach(wf_task *h)
  * holder (a join that takes the outcome) at any moment, and the task freed
  * and its memory handed to the next spawn: the decode alone does not keep
  * the task, and a cancellation written into the next task's waiter would
- * cancel that one. The count is taken only while it is not zero (slabs are
- * type-stable: the memory stays a task's), then the generation is checked
- * again: the same, and the task is live and held.
+ * cancel that one. So a reference (wf__ref_unless_zero), then the
+ * generation again: the same, and the task is live and held.
  *
  * A join that runs its child inline frees the child with plain stores,
  * not through the count (fork-join's hot path: an RMW there costs fib
@@ -825,12 +824,8 @@ static bool task_try_ref(wf_task *t, const wf_task *h)
 		if (wf__task_get(h) != t)
 			return false; /* given back: the joiner may be freeing t */
 	}
-	uint32_t r = __atomic_load_n(&t->refs, __ATOMIC_RELAXED);
-	do {
-		if (r == 0)
-			return false;
-	} while (!__atomic_compare_exchange_n(&t->refs, &r, r + 1, true, __ATOMIC_ACQUIRE,
-					      __ATOMIC_RELAXED));
+	if (!wf__ref_unless_zero(&t->refs))
+		return false;
 	if (WF__UNLIKELY(wf__task_get(h) != t)) {
 		wf__task_unref(t); /* another life's: maybe its last */
 		return false;
