@@ -198,7 +198,8 @@ wf_future *wf_future_new(void)
 		return NULL;
 	wf_future *f = &o->f;
 	wf__fcore_init(&f->core);
-	f->refs = 1;
+	/* Atomic: future_hold may reach it through a stale handle. */
+	__atomic_store_n(&f->refs, 1, __ATOMIC_RELAXED);
 	f->debug = debug_tracked() ? WF__FD_TRACKED : 0;
 	return future_handle(f);
 }

@@ -524,11 +524,12 @@ static int submit(wf_runtime *rt, wf_fn fn, void *arg, void (*unstarted)(void *)
 	t->unstarted = unstarted;
 	if (f != NULL) {
 		t->submit = wf__future_get(wf_future_retain(f)); /* the object */
-		t->joined = 2 | 8; /* detached, submitted: the future has the outcome */
+		/* Detached, submitted: the future has the outcome. */
+		__atomic_store_n(&t->joined, 2 | 8, __ATOMIC_RELAXED);
 	} else {
-		t->joined = 2; /* detached */
+		__atomic_store_n(&t->joined, 2, __ATOMIC_RELAXED); /* detached */
 	}
-	t->refs = 1; /* the start entry */
+	__atomic_store_n(&t->refs, 1, __ATOMIC_RELAXED); /* the start entry */
 	if (local)
 		wf__schedule_new(w, t);
 	else

@@ -163,7 +163,10 @@ wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
 	t->magic = WF__TASK_MAGIC;
 	t->state = WF__T_NEW;
 	t->park = WF__P_RUNNING;
-	t->refs = 2; /* the handle and the start entry */
+	/* Atomic stores, refs and joined below: a canceller may still reach
+	 * them through a stale handle (task_try_ref's RMWs, which then see
+	 * another life and back off). */
+	__atomic_store_n(&t->refs, 2, __ATOMIC_RELAXED); /* the handle and the start entry */
 	t->fiber = NULL;
 	t->own.stack = NULL;
 	memset(&t->waiter, 0, sizeof(t->waiter));
@@ -188,7 +191,7 @@ wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
 	t->result = NULL;
 	wf__fcore_init(&t->core);
 	t->core.gated = true;
-	t->joined = J_NONE;
+	__atomic_store_n(&t->joined, J_NONE, __ATOMIC_RELAXED);
 	t->submit = NULL;
 	t->stack_size = 0;
 	t->rt = rt;
@@ -527,8 +530,8 @@ int wf_spawn_ex_at(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out
 	if (opts != NULL && opts->name != NULL)
 		set_name(t, opts->name);
 	if (detached) {
-		t->joined = J_DETACHED;
-		t->refs = 1; /* the start entry only */
+		__atomic_store_n(&t->joined, J_DETACHED, __ATOMIC_RELAXED);
+		__atomic_store_n(&t->refs, 1, __ATOMIC_RELAXED); /* the start entry only */
 	}
 	if (out != NULL && !detached)
 		*out = wf__task_handle(t);
