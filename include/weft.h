@@ -325,7 +325,10 @@ WF_EXTERN int wf_detach(wf_task *t);
  * (or its next one) returns WF_ECANCELED; a task that has not started never
  * starts. If t returns after that without wf_uncancel, its outcome is
  * WF_ECANCELED. Returns 0, WF_EALREADY if t had already finished, WF_EINVAL
- * for NULL. Cancelling twice before delivery delivers once. */
+ * for NULL or a handle given back (joined or detached). Cancelling twice
+ * before delivery delivers once. Safe through a copy of a handle that its
+ * holder joins or detaches at the same moment: it acts on t or returns an
+ * error, and never reaches a task that reuses t's memory. */
 WF_EXTERN int wf_cancel(wf_task *t);
 /* [task] asyncio's Task.uncancel: the calling task handled a cancellation
  * and goes on; its outcome is no longer WF_ECANCELED on that account.

@@ -1003,11 +1003,26 @@ static void peer_handler(wf_stream *s, void *arg)
 	}
 }
 
+/* The worker a client socket of this runtime was registered on, as the
+ * server looks it up (io/local_peer.c), or -1. An unpinned task may come
+ * back from wf_open_connection on another worker (a steal after its
+ * wake-up), so where the task runs then says nothing about its socket. */
+int wf__local_peer_worker(const struct sockaddr *peer, unsigned listen_port);
+
+static int socket_worker(wf_stream *s, unsigned listen_port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getsockname(wf_stream_fd(s), (struct sockaddr *)&ss, &len) != 0)
+		return -1;
+	return wf__local_peer_worker((struct sockaddr *)&ss, listen_port);
+}
+
 /* Starts a server and opens PEER_CONNS connections to it, holding them
  * all, each from the next worker in turn (round_robin: the task pinned
  * there) or from wherever the task is; checks that each was served on the
- * worker its client task ran on right after connecting, and gives the
- * per-worker client counts. */
+ * worker its client socket lives on, and gives the per-worker client
+ * counts. */
 static void open_peers(bool round_robin, int on[PEER_WORKERS])
 {
 	struct peers p;
@@ -1028,9 +1043,11 @@ static void open_peers(bool round_robin, int on[PEER_WORKERS])
 		int rc = wf_open_connection("127.0.0.1", (unsigned)wf_server_port(srv), 10000, &ss[open]);
 		if (!CHECK_RC(rc, 0))
 			break;
-		client_on[open] = wf_worker_id();
-		if (round_robin)
+		client_on[open] = socket_worker(ss[open], (unsigned)wf_server_port(srv));
+		if (round_robin) {
+			CHECK_EQ(wf_worker_id(), open % PEER_WORKERS);
 			CHECK_EQ(client_on[open], open % PEER_WORKERS);
+		}
 		unsigned char i = (unsigned char)open, back = 0xff;
 		CHECK_RC(wf_stream_write_all(ss[open], &i, 1, 30000), 0);
 		CHECK_RC(wf_stream_readexactly(ss[open], &back, 1, NULL, 30000), 0);
