@@ -486,10 +486,50 @@ static void *churn_client(void *arg)
 	return NULL;
 }
 
+/* The connections the kernel dropped because a listen queue was full
+ * (TcpExt ListenOverflows of this network namespace, every listener's), or
+ * -1. The clients here connect and reset without waiting for the server:
+ * when a worker falls behind, a connection whose handshake's last ACK met
+ * a full queue, and whose client reset it before the kernel let it in,
+ * is never accepted. */
+static long listen_overflows(void)
+{
+	FILE *f = fopen("/proc/net/netstat", "r");
+	if (f == NULL)
+		return -1;
+	static char names[16384], values[16384]; /* one caller at a time: a task's stack is small */
+	long found = -1;
+	while (found < 0 && fgets(names, sizeof(names), f) != NULL &&
+	       fgets(values, sizeof(values), f) != NULL) {
+		if (strncmp(names, "TcpExt:", 7) != 0)
+			continue;
+		char *ns = NULL, *vs = NULL;
+		char *n = strtok_r(names, " \n", &ns), *v = strtok_r(values, " \n", &vs);
+		while (n != NULL && v != NULL) {
+			if (strcmp(n, "ListenOverflows") == 0) {
+				found = atol(v);
+				break;
+			}
+			n = strtok_r(NULL, " \n", &ns);
+			v = strtok_r(NULL, " \n", &vs);
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* How many of the run's connections the kernel may have dropped. */
+static long dropped_since(long before)
+{
+	long now = listen_overflows();
+	return before >= 0 && now >= before ? now - before : 0;
+}
+
 static void *churn_main(void *arg)
 {
 	enum { CLIENTS = 8 };
 	int before = fd_count();
+	long overflows = listen_overflows();
 	struct churn ch = {.n = test_iters(10000)};
 	wf_server *srv;
 	if (!CHECK_RC(wf_start_server("127.0.0.1", 0, draining_handler, &ch, NULL, &srv), 0))
@@ -501,10 +541,19 @@ static void *churn_main(void *arg)
 	for (int i = 0; i < CLIENTS; i++)
 		CHECK_RC(wf_join(ts[i], NULL), 0);
 	/* Every connection was accepted and handled once (a reset one in
-	 * the accept queue is still accepted). */
-	for (int k = 0; k < 30000 && __atomic_load_n(&ch.handled, __ATOMIC_RELAXED) < ch.n; k++)
+	 * the accept queue is still accepted), but for those the kernel
+	 * dropped from a full queue before they got in. */
+	for (int k = 0; k < 30000; k++) {
+		int handled = __atomic_load_n(&ch.handled, __ATOMIC_RELAXED);
+		if (handled == ch.n || (k % 100 == 99 && handled >= ch.n - dropped_since(overflows)))
+			break;
 		wf_sleep(1);
-	CHECK_EQ(__atomic_load_n(&ch.handled, __ATOMIC_RELAXED), ch.n);
+	}
+	int handled = __atomic_load_n(&ch.handled, __ATOMIC_RELAXED);
+	long dropped = dropped_since(overflows);
+	if (!CHECK(handled <= ch.n && handled >= ch.n - dropped))
+		fprintf(stderr, "churn: %d of %ld connections handled, %ld dropped by the kernel\n",
+			handled, ch.n, dropped);
 	for (int k = 0; k < 30000 && wf_server_connections(srv) > 0; k++)
 		wf_sleep(1);
 	CHECK_EQ(wf_server_connections(srv), 0);
