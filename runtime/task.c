@@ -656,6 +656,33 @@ static int take_outcome(wf_task *t, void **result, char **errmsg)
 	return err;
 }
 
+/* The hot side of task_try_ref's Dekker pair, after the joiner gave the
+ * handle back: whether a canceller marked t J_HELD, seen by the joiner's
+ * CAS (joined_seen) or now. Without the heavy barrier for the canceller,
+ * an RMW of the word both sides write orders them. */
+static bool task_held(wf_task *t, uint32_t joined_seen)
+{
+	uint32_t now;
+	if (WF__LIKELY(wf__asym_ok())) {
+		wf__asym_light();
+		now = __atomic_load_n(&t->joined, __ATOMIC_RELAXED);
+	} else {
+		now = __atomic_fetch_or(&t->joined, 0, __ATOMIC_SEQ_CST);
+	}
+	return ((joined_seen | now) & J_HELD) != 0;
+}
+
+/* Frees a task its joiner ran inline and whose handle it just gave back.
+ * Both references are the joiner's (the handle's and the start entry's)
+ * unless a canceller holds one more (task_held): then they go through the
+ * count, and the last holder frees it. */
+static void free_joined_inline(wf_task *t, uint32_t joined_seen)
+{
+	if (task_held(t, joined_seen) && __atomic_sub_fetch(&t->refs, 2, __ATOMIC_ACQ_REL) != 0)
+		return;
+	task_free(t);
+}
+
 int wf_join_ex(wf_task *h, void **result, char **errmsg)
 {
 	if (result != NULL)
@@ -709,23 +736,7 @@ int wf_join_ex(wf_task *h, void **result, char **errmsg)
 			join_inline(w, t);
 			int err = take_outcome(t, result, errmsg);
 			release_handle(t);
-			/* Both references are ours (the handle's and the start
-			 * entry's) unless a canceller holds one more: J_HELD,
-			 * seen by the CAS above or after the release (the hot
-			 * side of task_try_ref's Dekker pair). */
-			uint32_t now;
-			if (WF__LIKELY(wf__asym_ok())) {
-				wf__asym_light();
-				now = __atomic_load_n(&t->joined, __ATOMIC_RELAXED);
-			} else {
-				/* No heavy barrier for the canceller: an RMW of
-				 * the word both sides write orders them. */
-				now = __atomic_fetch_or(&t->joined, 0, __ATOMIC_SEQ_CST);
-			}
-			if (!((j | now) & J_HELD))
-				task_free(t);
-			else if (__atomic_sub_fetch(&t->refs, 2, __ATOMIC_ACQ_REL) == 0)
-				task_free(t);
+			free_joined_inline(t, j);
 			return err;
 		}
 		/* Elsewhere (deeper, stolen, in the injection queue): claim it;
