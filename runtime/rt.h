@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -138,55 +139,86 @@ typedef struct wf__fiber {
 } wf__fiber;
 
 struct wf_task {
-	/* The first three cache lines hold what every wait, wake and switch
-	 * touches (a round trip on a socket parks and wakes two tasks: each
-	 * line more is a miss more per task); the rest is for spawn, join,
-	 * cancellation and reports. */
+	/* Line 0 is what a spawn writes and the worker that starts the task
+	 * reads, and the outcome's `done` (the core runs on into line 1);
+	 * line 2 and 3-4 what every wait, wake and switch touches; 5 the
+	 * join's and free's. Everything but line 0, the core and the
+	 * spawner's own line 6 is put back to its starting value when the
+	 * task is freed (task_reset), by the worker that ran it and holds those
+	 * lines: a spawn writes one line that another core may hold, not seven
+	 * (a spawn burst run by another worker moved all seven both ways per
+	 * task). The core keeps its outcome until the next spawn: a watcher
+	 * that decoded the handle just before its holder gave it back still
+	 * finds it done (compose.c's stale items). */
 	wf__hdr hdr;    /* generation-tagged handle (handle.h) */
 	uint32_t magic; /* WF__TASK_MAGIC while allocated */
 	uint32_t state; /* atomic WF__T_* */
 	uint32_t park;  /* atomic WF__P_* */
 	uint32_t refs;  /* atomic: handle, queue entries, running */
+	uint32_t joined;   /* atomic: a join is waiting on or took the outcome */
+	int spawn_line;    /* with spawn_file below */
+	struct wf_task *qnext; /* inbox, yield list, fired timers, free lists */
+	wf_fn fn;
+	void *arg;
+	wf__fcore core;    /* outcome, and the join's waiter */
+	/* line 2 */
 	wf__fiber *fiber;  /* the fiber it runs on: its own, or a joiner's */
 	wf__fiber own;     /* its own fiber, when it runs on one */
 	wf_runtime *rt;
-	wf__waiter waiter; /* the one thing it waits on at a time */
 	wf__worker *last;  /* where it last ran: remote wake-ups go there */
 	wf__worker *home;  /* atomic: wakes go there (NULL: no home) */
-	struct wf_task *inline_parent; /* the joiner it runs inline for */
-	struct wf_task *qnext; /* inbox, yield list, fired timers, free lists */
 	uint64_t wait_since; /* coarse clock: when its current wait began */
+	/* lines 3-4 */
+	wf__waiter waiter; /* the one thing it waits on at a time */
+	struct wf__vars *vars; /* its context variables (ctxvar.c); NULL: none */
+	struct wf_task *inline_parent; /* the joiner it runs inline for */
 	uint8_t pinned;    /* atomic: never run by another worker than home */
 	bool inline_by_joiner; /* its joiner ran it inline and takes the outcome */
 	int cancelling;    /* cancellations delivered and not uncancelled */
 	uint32_t cancel_forwarded;     /* atomic: a cancellation went to the child */
-	wf_fn fn;
-	void *arg;
-	void (*unstarted)(void *arg); /* called instead of fn if it never runs */
+	int fail_err;      /* set by wf_fail */
 	struct wf__cscope *cscope; /* innermost timeout scope or task group
 				    * the task is inside (compose_internal.h) */
-	struct wf__vars *vars; /* its context variables (ctxvar.c); NULL: none */
 	void *result;      /* what fn returned */
-	int fail_err;      /* set by wf_fail */
-	int spawn_line;    /* with spawn_file below */
+	/* line 5 */
+	void (*unstarted)(void *arg); /* called instead of fn if it never runs */
 	char *fail_msg;
-	wf__fcore core;    /* outcome, and the join's waiter */
-	uint32_t joined;   /* atomic: a join is waiting on or took the outcome */
 	uint32_t name_state; /* atomic: the default name is written lazily */
 	wf_future *submit; /* wf_runtime_submit: completed with the outcome */
 	size_t stack_size; /* 0: the runtime's */
 	wf__worker *owner; /* whose pool the memory returns to; NULL: foreign */
 	wf__worker *move_to; /* WF__SW_MOVE: the worker it moves to */
-	uint64_t id;
-	const char *spawn_file; /* where it was spawned (wf_spawn's caller) */
-	struct wf_task *reg_prev, *reg_next; /* foreign registry only */
 	struct wf_task *snext; /* injection queue: start entries only. A task
 				* claimed from there (a join runs it inline)
 				* may be woken, yield or be freed while the
 				* injection chain still runs through it, so
 				* that chain must not share qnext. */
+	/* line 6: written by the spawner only */
+	uint64_t id;
+	const char *spawn_file; /* where it was spawned (wf_spawn's caller) */
+	struct wf_task *reg_prev, *reg_next; /* foreign registry only */
 	char name[WF__NAME_MAX];
 } __attribute__((aligned(WF__CACHELINE)));
+#if !defined(WF_TSAN) && !defined(WF_CTX_UCONTEXT) /* a bigger fiber: lines shift */
+_Static_assert(offsetof(struct wf_task, core.done) < 64 && offsetof(struct wf_task, fiber) == 128 &&
+		       offsetof(struct wf_task, waiter) == 192 && offsetof(struct wf_task, unstarted) == 320 &&
+		       offsetof(struct wf_task, id) == 384 && sizeof(struct wf_task) == 448,
+	       "wf_task's lines: see the comment at its top");
+#endif
+
+/* Fetches p's line for writing: a read prefetch would leave a line that
+ * another core wrote shared with it, and the store would wait a second
+ * time. (PREFETCHW is a no-op on x86-64 processors that predate it;
+ * compilers emit it only when told the target has it. A prefetch never
+ * faults, whatever the address.) */
+static inline void wf__prefetchw(const void *p)
+{
+#if defined(__x86_64__)
+	__asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
+#else
+	__builtin_prefetch(p, 1, 3);
+#endif
+}
 
 /* Task structs of a worker come from handle slabs (handle.h) it keeps
  * until the runtime ends, then gives back to the process-wide pool for the
@@ -327,12 +359,16 @@ struct wf__worker {
 	bool searching;
 	wf__stack_cache stacks;
 	wf__stack *dead_stack; /* of a task that exited, freed after the switch */
-	wf_task *free_tasks;
-	wf__mpq remote_free;
+	wf_task *free_tasks;       /* its own frees, cache-hot, first */
+	struct wf__mag *mag;       /* others' frees for it, being used */
+	struct wf__mag *mags;      /* more of them, taken and not begun */
+	struct wf__mag *spare_mags; /* empty, for its frees for others */
+	unsigned n_spare_mags;
+	wf__mpq remote_free;       /* tasks plain threads freed for it */
+	struct wf__mag *remote_mags; /* atomic: magazines workers freed */
 	wf__slab *slabs;
-	wf__worker *rfree_owner; /* frees batched for that worker */
-	wf_task *rfree_head, *rfree_tail;
-	unsigned rfree_count;
+	wf__worker *rfree_owner;   /* frees batched for that worker */
+	struct wf__mag *rfree_mag; /* in this magazine */
 	wf__timer_heap timers;
 	wf__timer *timer_cancels; /* atomic: cancelled by other threads */
 	wf__call *calls;          /* atomic: functions posted to this worker */
@@ -373,6 +409,7 @@ struct wf_runtime {
 	 * (injection), every park and search (the counts), every plain
 	 * thread's submit or wake (foreign_*). */
 	wf__startq injection __attribute__((aligned(WF__CACHELINE)));
+	struct wf__offload *offloaded; /* atomic: spawn bursts' batches (scheduler.c) */
 	int nsleeping __attribute__((aligned(WF__CACHELINE))); /* atomic */
 	int nsearching;  /* atomic */
 	uint64_t foreign_started __attribute__((aligned(WF__CACHELINE))); /* atomic: tasks submitted from plain threads */
@@ -425,6 +462,9 @@ void wf__notify_work(wf_runtime *rt);
  * spawner should yield: scheduler.c, "A bounded backlog" in design.md). */
 bool wf__schedule_new(wf__worker *w, wf_task *t);
 void wf__inject(wf_runtime *rt, wf_task *t);
+/* After the workers stopped: frees the offloaded batches left (start entries
+ * of tasks a join ran inline). */
+void wf__offload_release(wf_runtime *rt);
 void *wf__worker_main(void *arg);
 void wf__run_inline(wf__worker *w, wf_task *t);
 void wf__task_finish(wf_task *t);

@@ -295,6 +295,7 @@ static void runtime_free(wf_runtime *rt, unsigned nworkers_inited)
 {
 	for (unsigned i = 0; i < nworkers_inited; i++)
 		worker_destroy(&rt->workers[i]);
+	wf__offload_release(rt);
 	/* Tasks submitted from plain threads. */
 	wf__task_release_foreign(rt);
 	pthread_mutex_destroy(&rt->foreign_mu);

@@ -319,13 +319,29 @@ static void push_local(wf__worker *w, void *x)
  * spread one stolen task at a time, each steal a cache-line round trip to
  * the spawner's deque. Past WF__OFFLOAD_AT entries the spawner moves its
  * newest WF__OFFLOAD_BATCH start entries (cheap for the owner: no CAS) to
- * the injection queue in one push, where an idle worker takes them all
- * with one exchange (Go moves half its run queue to the global queue the
- * same way). */
+ * the runtime's stack of offloaded batches in one push, where an idle
+ * worker takes them all with one exchange (Go moves half its run queue to
+ * the global queue the same way). A batch is an array: a list through the
+ * tasks had the taker walk a miss per task, one after the other, before
+ * it ran any of them. */
 #define WF__OFFLOAD_AT 4096
 #define WF__OFFLOAD_BATCH 1024
 
-static void offload_spawns(wf__worker *w)
+typedef struct wf__offload {
+	struct wf__offload *next;
+	size_t n;
+	void *e[WF__OFFLOAD_BATCH]; /* start entries, newest first */
+} wf__offload;
+
+static bool injection_empty(wf_runtime *rt)
+{
+	return wf__startq_empty(&rt->injection) &&
+	       __atomic_load_n(&rt->offloaded, __ATOMIC_RELAXED) == NULL;
+}
+
+/* Out of memory for a batch: the same entries through the injection
+ * queue, linked by snext. */
+static void offload_list(wf__worker *w)
 {
 	wf_task *head = NULL, *tail = NULL;
 	for (int i = 0; i < WF__OFFLOAD_BATCH; i++) {
@@ -348,6 +364,38 @@ static void offload_spawns(wf__worker *w)
 	wf__notify_work(w->rt);
 }
 
+static void offload_spawns(wf__worker *w)
+{
+	wf__offload *b = malloc(sizeof(*b));
+	if (b == NULL) {
+		offload_list(w);
+		return;
+	}
+	size_t n = 0;
+	while (n < WF__OFFLOAD_BATCH) {
+		void *x = wf__deque_take(&w->deque);
+		if (x == WF__DQ_EMPTY)
+			break;
+		if (!IS_START(x)) { /* a woken task: it stays here */
+			wf__deque_push(&w->deque, x);
+			break;
+		}
+		b->e[n++] = x;
+	}
+	if (n == 0) {
+		free(b);
+		return;
+	}
+	b->n = n;
+	wf_runtime *rt = w->rt;
+	wf__offload *old = __atomic_load_n(&rt->offloaded, __ATOMIC_RELAXED);
+	do {
+		b->next = old;
+	} while (!__atomic_compare_exchange_n(&rt->offloaded, &old, b, true, __ATOMIC_RELEASE,
+					      __ATOMIC_RELAXED));
+	wf__notify_work(rt);
+}
+
 bool wf__schedule_new(wf__worker *w, wf_task *t)
 {
 	push_local(w, TAG_START(t));
@@ -360,9 +408,19 @@ bool wf__schedule_new(wf__worker *w, wf_task *t)
 	if (w->rt->nworkers == 1)
 		return true;
 	/* The last batch offloaded is still there: nobody keeps up. */
-	bool behind = !wf__startq_empty(&w->rt->injection);
+	bool behind = !injection_empty(w->rt);
 	offload_spawns(w);
 	return behind;
+}
+
+void wf__offload_release(wf_runtime *rt)
+{
+	wf__offload *b = __atomic_exchange_n(&rt->offloaded, NULL, __ATOMIC_ACQUIRE);
+	while (b != NULL) {
+		wf__offload *next = b->next;
+		free(b);
+		b = next;
+	}
 }
 
 void wf__inject(wf_runtime *rt, wf_task *t)
@@ -574,6 +632,13 @@ static void finish_switch(wf__worker *w)
  * (a joiner ran it inline, it was cancelled before it started, no stack). */
 static wf_task *claim_start(wf__worker *w, wf_task *t)
 {
+	/* The claim below misses when another worker spawned t (its line 0
+	 * is the spawner's, rt.h): fetch the next entry's meanwhile, so that
+	 * a burst taken from another worker costs one miss at a time less.
+	 * (The take just read top: the peek costs no line more.) */
+	void *next = wf__deque_peek(&w->deque);
+	if (next != WF__DQ_EMPTY)
+		wf__prefetchw(UNTAG(next));
 	if (!wf__task_claim(t)) {
 		wf__task_unref(t);
 		return NULL;
@@ -719,7 +784,22 @@ static bool absorb_inbox(wf__worker *w)
 
 static bool absorb_injection(wf__worker *w)
 {
-	size_t n = push_starts_oldest_first(w, wf__startq_take_all(&w->rt->injection));
+	wf_runtime *rt = w->rt;
+	size_t n = push_starts_oldest_first(w, wf__startq_take_all(&rt->injection));
+	if (__atomic_load_n(&rt->offloaded, __ATOMIC_RELAXED) != NULL) {
+		/* Acquire: pairs with the offloader's release push. */
+		wf__offload *b = __atomic_exchange_n(&rt->offloaded, NULL, __ATOMIC_ACQUIRE);
+		while (b != NULL) {
+			/* Newest first: the oldest ends up where this worker
+			 * pops next. */
+			for (size_t i = 0; i < b->n; i++)
+				push_local(w, b->e[i]);
+			n += b->n;
+			wf__offload *next = b->next;
+			free(b);
+			b = next;
+		}
+	}
 	if (n != 0)
 		WF__COUNT(w->st.injected, n);
 	return n != 0;
@@ -1126,7 +1206,7 @@ static void *search(wf__worker *w)
 static bool anything_to_do(wf__worker *w)
 {
 	wf_runtime *rt = w->rt;
-	if (!wf__mpq_empty(&w->inbox) || !wf__startq_empty(&rt->injection) ||
+	if (!wf__mpq_empty(&w->inbox) || !injection_empty(rt) ||
 	    __atomic_load_n(&w->calls, __ATOMIC_RELAXED) != NULL)
 		return true;
 	if (__atomic_load_n(&w->lifo, __ATOMIC_RELAXED) != NULL || w->yield_head != NULL ||

@@ -64,7 +64,22 @@ enum { /* joined */
 
 enum { NAME_NONE = 0, NAME_WRITING = 1, NAME_SET = 2 };
 
-#define RFREE_BATCH 64
+/* A magazine: tasks one worker freed for another (their owner, whose
+ * free list they go back to), handed over in one push. The owner takes
+ * them from an array, where a free list through the tasks themselves is a
+ * chain of dependent loads, each a miss on a line the freeing core holds:
+ * in a spawn burst the spawner spent most of its allocation waiting on
+ * them one after the other. From an array the misses overlap, and the
+ * line a spawn writes of the task a few slots ahead is fetched for
+ * writing while the spawner works. */
+#define MAG_SLOTS 62
+#define MAG_SPARES 4
+#define MAG_AHEAD 3
+typedef struct wf__mag {
+	struct wf__mag *next;
+	unsigned n;
+	wf_task *t[MAG_SLOTS];
+} wf__mag;
 
 /* ---- memory ------------------------------------------------------------ */
 
@@ -90,21 +105,63 @@ static wf__htype task_htype = {
 	.lock = WF__SPINLOCK_INIT,
 };
 
+/* Everything but what a spawn sets (wf__task_alloc) back to its starting
+ * value: run where the task ended (task_clear) or its memory was first
+ * taken, so that a spawn writes one line another core may hold (rt.h). */
+static void task_reset(wf_task *t, wf__worker *owner)
+{
+	t->park = WF__P_RUNNING;
+	t->fiber = NULL;
+	t->own.stack = NULL;
+	__atomic_store_n(&t->last, owner, __ATOMIC_RELAXED);
+	/* Atomic: a thief may still read these through a stale pointer to
+	 * this struct's previous life (type-stable memory; its CAS on the
+	 * slot the pointer came from then fails). */
+	__atomic_store_n(&t->home, NULL, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->pinned, 0, __ATOMIC_RELAXED);
+	t->wait_since = 0;
+	t->vars = NULL;
+	memset(&t->waiter, 0, sizeof(t->waiter));
+	t->waiter.task = t;
+	t->inline_parent = NULL;
+	t->inline_by_joiner = false;
+	t->cancelling = 0;
+	t->cancel_forwarded = 0;
+	t->fail_err = 0;
+	t->cscope = NULL;
+	t->result = NULL;
+	t->unstarted = NULL;
+	/* The core keeps its outcome (rt.h); task_clear freed its message
+	 * and callbacks, and its waiters were woken. */
+	if (t->core.cbs_tail != NULL)
+		t->core.cbs_tail = NULL;
+	t->fail_msg = NULL;
+	t->submit = NULL;
+	/* Atomic: a second joiner holding the handle may still read it
+	 * (wf_join_ex, before its CAS on joined refuses it). */
+	if (t->stack_size != 0)
+		__atomic_store_n(&t->stack_size, 0, __ATOMIC_RELAXED);
+	t->move_to = NULL;
+	t->snext = NULL;
+	/* The name's line is the spawner's: written only if a name was. */
+	if (t->name_state != NAME_NONE || t->name[0] != '\0') {
+		t->name_state = NAME_NONE;
+		t->name[0] = '\0';
+	}
+}
+
 /* Ends a task's life in its slot: its handles are stale from here on.
  * false if the slot retired (its generation wrapped): it must not be
  * reused. */
 static bool task_clear(wf_task *t)
 {
 	wf__fcore_destroy(&t->core);
-	if (t->vars != NULL) {
+	if (t->vars != NULL)
 		wf__vars_unref(t->vars);
-		t->vars = NULL;
-	}
-	if (WF__UNLIKELY(t->fail_msg != NULL)) {
+	if (WF__UNLIKELY(t->fail_msg != NULL))
 		free(t->fail_msg);
-		t->fail_msg = NULL;
-	}
 	t->magic = WF__TASK_DEAD;
+	task_reset(t, t->owner);
 	/* The last reference is ours: nobody else writes gen now, so a plain
 	 * load and a release store do what wf__hdr_bump's locked add would,
 	 * on the spawn path's hottest line. Release: a decoder that sees the
@@ -137,6 +194,15 @@ static bool slab_grow(wf__worker *w)
 		t->magic = WF__TASK_DEAD;
 		if (wf__hdr_retired(&t->hdr))
 			continue;
+		/* The slab may come from an ended runtime: its tasks may
+		 * have been left in any state, and were someone else's. */
+		t->rt = w->rt;
+		t->owner = w;
+		t->name_state = NAME_NONE;
+		t->name[0] = '\0';
+		wf__fcore_init(&t->core);
+		t->core.gated = true;
+		task_reset(t, w);
 		t->qnext = w->free_tasks;
 		w->free_tasks = t;
 	}
@@ -146,68 +212,148 @@ static bool slab_grow(wf__worker *w)
 	return true;
 }
 
+static void mag_retire(wf__worker *w, wf__mag *m)
+{
+	if (w->n_spare_mags >= MAG_SPARES) {
+		free(m);
+		return;
+	}
+	m->next = w->spare_mags;
+	w->spare_mags = m;
+	w->n_spare_mags++;
+}
+
+static void mag_free_list(wf__mag *m)
+{
+	while (m != NULL) {
+		wf__mag *next = m->next;
+		free(m);
+		m = next;
+	}
+}
+
+/* The next task from the magazines others freed for w, or NULL. */
+static wf_task *take_from_mags(wf__worker *w)
+{
+	if (w->mag != NULL) {
+		mag_retire(w, w->mag);
+		w->mag = NULL;
+	}
+	if (w->mags == NULL) {
+		if (__atomic_load_n(&w->remote_mags, __ATOMIC_RELAXED) == NULL)
+			return NULL;
+		/* Acquire: pairs with the freer's release push; its slots and
+		 * its tasks' clearing happen before. */
+		w->mags = __atomic_exchange_n(&w->remote_mags, NULL, __ATOMIC_ACQUIRE);
+	}
+	wf__mag *m = w->mags;
+	w->mags = m->next;
+	w->mag = m;
+	for (unsigned i = 1; i <= MAG_AHEAD && i < m->n; i++)
+		wf__prefetchw(m->t[m->n - 1 - i]);
+	return m->t[--m->n];
+}
+
+static wf_task *take_free_slow(wf__worker *w)
+{
+	wf_task *t = take_from_mags(w);
+	if (t != NULL)
+		return t;
+	wf__worker_drain_remote_free(w);
+	if (w->free_tasks == NULL && !slab_grow(w))
+		return NULL;
+	t = w->free_tasks;
+	w->free_tasks = t->qnext;
+	return t;
+}
+
+static inline wf_task *take_free(wf__worker *w)
+{
+	wf_task *t = w->free_tasks;
+	if (t != NULL) {
+		w->free_tasks = t->qnext;
+		return t;
+	}
+	wf__mag *m = w->mag;
+	if (m != NULL && m->n != 0) {
+		unsigned n = --m->n;
+		if (n >= MAG_AHEAD)
+			wf__prefetchw(m->t[n - MAG_AHEAD]);
+		return m->t[n];
+	}
+	return take_free_slow(w);
+}
+
+#ifndef NDEBUG
+/* Debug builds: a task from a free list is as task_reset left it. A write
+ * to a freed task (a stale pointer or handle used without the reference
+ * that keeps it) would otherwise carry into the next task that reuses the
+ * memory. */
+static void check_reset(const wf_task *t, const wf__worker *w)
+{
+	static const wf__waiter zero_waiter;
+	wf__waiter wt = t->waiter;
+	wt.task = NULL;
+	if (t->park != WF__P_RUNNING || t->fiber != NULL || t->own.stack != NULL ||
+	    t->last != w || t->home != NULL || t->pinned != 0 || t->wait_since != 0 ||
+	    t->vars != NULL || t->waiter.task != t || memcmp(&wt, &zero_waiter, sizeof(wt)) != 0 ||
+	    t->inline_parent != NULL || t->inline_by_joiner || t->cancelling != 0 ||
+	    t->cancel_forwarded != 0 || t->fail_err != 0 || t->cscope != NULL ||
+	    t->result != NULL || t->unstarted != NULL || !t->core.gated || t->core.lock.locked ||
+	    t->core.cbs != NULL || t->core.cbs_tail != NULL || t->core.msg != NULL ||
+	    t->core.waiters.head != NULL || t->core.waiters.len != 0 || t->fail_msg != NULL ||
+	    t->submit != NULL || t->stack_size != 0 || t->move_to != NULL || t->snext != NULL ||
+	    t->name_state != NAME_NONE || t->name[0] != '\0' || t->rt != w->rt || t->owner != w) {
+		wf__log(WF_LOG_ERROR, "task memory written after it was freed (slot %p)",
+			(const void *)t);
+		abort();
+	}
+}
+#else
+#define check_reset(t, w) ((void)0)
+#endif
+
 wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
 {
 	wf_task *t;
 	if (w != NULL) {
-		if (w->free_tasks == NULL) {
-			wf__worker_drain_remote_free(w);
-			if (w->free_tasks == NULL && !slab_grow(w))
-				return NULL;
-		}
-		t = w->free_tasks;
-		w->free_tasks = t->qnext;
-	} else if ((t = wf__hobj_alloc(&task_htype)) == NULL) {
-		return NULL;
+		if ((t = take_free(w)) == NULL)
+			return NULL;
+		check_reset(t, w);
+	} else {
+		if ((t = wf__hobj_alloc(&task_htype)) == NULL)
+			return NULL;
+		t->rt = rt;
+		t->owner = NULL;
+		t->core.gated = true; /* the rest comes zeroed */
+		task_reset(t, NULL);
 	}
+	/* The rest is as task_reset left it: only what differs from one task
+	 * to the next is written here (line 0, and line 6 which is the
+	 * spawner's own); the outcome in the core is overwritten when the
+	 * task completes, and is read only once `done` says so. */
 	t->magic = WF__TASK_MAGIC;
 	t->state = WF__T_NEW;
-	t->park = WF__P_RUNNING;
-	/* Atomic stores, refs and joined below: a canceller may still reach
-	 * them through a stale handle (task_try_ref's RMWs, which then see
-	 * another life and back off). */
+	/* Atomic stores, refs and joined: a canceller may still reach them
+	 * through a stale handle (task_try_ref's RMWs, which then see another
+	 * life and back off). */
 	__atomic_store_n(&t->refs, 2, __ATOMIC_RELAXED); /* the handle and the start entry */
-	t->fiber = NULL;
-	t->own.stack = NULL;
-	memset(&t->waiter, 0, sizeof(t->waiter));
-	t->waiter.task = t;
-	t->cancelling = 0;
-	t->inline_parent = NULL;
-	t->cancel_forwarded = 0;
-	t->cscope = NULL;
-	t->unstarted = NULL;
-	t->spawn_file = NULL;
+	__atomic_store_n(&t->joined, J_NONE, __ATOMIC_RELAXED);
+	/* Atomic: a watcher that decoded the previous life's handle may
+	 * still read it (it then sees the handle stale, compose.c). */
+	__atomic_store_n(&t->core.done, 0, __ATOMIC_RELAXED);
 	t->spawn_line = 0;
-	t->wait_since = 0;
+	t->qnext = NULL;
+	t->spawn_file = NULL;
 	/* The spawner's context, shared (contextvars' copy at spawn); a plain
 	 * thread's own for a task it submits. */
 	wf_task *parent = w != NULL ? w->current : NULL;
-	if (parent != NULL)
-		t->vars = parent->vars != NULL ? wf__vars_ref(parent->vars) : NULL;
-	else
-		t->vars = w == NULL ? wf__vars_capture() : NULL;
-	t->fail_err = 0;
-	t->fail_msg = NULL;
-	t->result = NULL;
-	wf__fcore_init(&t->core);
-	t->core.gated = true;
-	__atomic_store_n(&t->joined, J_NONE, __ATOMIC_RELAXED);
-	t->submit = NULL;
-	t->stack_size = 0;
-	t->rt = rt;
-	t->owner = w;
-	t->last = w;
-	/* Atomic: a thief may still read these through a stale pointer to
-	 * this struct's previous life (type-stable memory; its CAS on the
-	 * slot the pointer came from then fails). */
-	__atomic_store_n(&t->home, NULL, __ATOMIC_RELAXED);
-	t->inline_by_joiner = false;
-	t->move_to = NULL;
-	__atomic_store_n(&t->pinned, 0, __ATOMIC_RELAXED);
-	t->qnext = NULL;
-	t->snext = NULL;
-	t->name_state = NAME_NONE;
-	t->name[0] = '\0';
+	if (parent != NULL) {
+		if (parent->vars != NULL)
+			t->vars = wf__vars_ref(parent->vars);
+	} else if (w == NULL) {
+		t->vars = wf__vars_capture();
+	}
 	if (w != NULL) {
 		/* Live: its handle is valid from here (release: the decoder
 		 * sees the fields above). wf__hobj_alloc armed a foreign one. */
@@ -258,33 +404,41 @@ static void task_free(wf_task *t)
 		wf__mpq_push(&owner->remote_free, t);
 		return;
 	}
-	/* Batch frees for another worker: one CAS on its remote-free stack per
-	 * batch, not per task (the stack's line would bounce between the two
-	 * workers on every task of a spawn burst). */
+	/* Batch frees for another worker in a magazine: one CAS on its stack
+	 * per batch, not per task (the stack's line would bounce between the
+	 * two workers on every task of a spawn burst). */
 	if (self->rfree_owner != owner)
 		wf__task_flush_remote(self);
+	wf__mag *m = self->rfree_mag;
+	if (m == NULL) {
+		if ((m = self->spare_mags) != NULL) {
+			self->spare_mags = m->next;
+			self->n_spare_mags--;
+		} else if ((m = malloc(sizeof(*m))) == NULL) {
+			wf__mpq_push(&owner->remote_free, t); /* one at a time */
+			return;
+		}
+		m->n = 0;
+		self->rfree_mag = m;
+	}
 	self->rfree_owner = owner;
-	t->qnext = self->rfree_head;
-	if (self->rfree_head == NULL)
-		self->rfree_tail = t;
-	self->rfree_head = t;
-	if (++self->rfree_count >= RFREE_BATCH)
+	m->t[m->n++] = t;
+	if (m->n == MAG_SLOTS)
 		wf__task_flush_remote(self);
 }
 
 void wf__task_flush_remote(wf__worker *w)
 {
-	wf_task *head = w->rfree_head;
-	if (head == NULL)
+	wf__mag *m = w->rfree_mag;
+	if (m == NULL || m->n == 0)
 		return;
-	wf__mpq *q = &w->rfree_owner->remote_free;
-	wf_task *old = __atomic_load_n(&q->head, __ATOMIC_RELAXED);
+	wf__mag **q = &w->rfree_owner->remote_mags;
+	wf__mag *old = __atomic_load_n(q, __ATOMIC_RELAXED);
 	do {
-		w->rfree_tail->qnext = old;
-	} while (!__atomic_compare_exchange_n(&q->head, &old, head, true, __ATOMIC_RELEASE,
+		m->next = old;
+	} while (!__atomic_compare_exchange_n(q, &old, m, true, __ATOMIC_RELEASE,
 					      __ATOMIC_RELAXED));
-	w->rfree_head = w->rfree_tail = NULL;
-	w->rfree_count = 0;
+	w->rfree_mag = NULL;
 }
 
 /* The tasks other threads freed for w, cleared by them (task_free),
@@ -344,8 +498,17 @@ void wf__task_release_foreign(wf_runtime *rt)
  * handles go stale) and gives the slabs back to the process-wide pool. */
 void wf__task_release_all(wf__worker *w)
 {
-	/* Cleared by their freers already; their slabs go back below. */
+	/* Cleared by their freers already; their slabs go back below. Every
+	 * worker has stopped: nobody pushes a magazine any more. */
 	(void)wf__mpq_take_any(&w->remote_free);
+	mag_free_list(__atomic_exchange_n(&w->remote_mags, NULL, __ATOMIC_ACQUIRE));
+	mag_free_list(w->mags);
+	free(w->mag);
+	mag_free_list(w->spare_mags);
+	free(w->rfree_mag); /* tasks of others, cleared: their slabs go back */
+	w->mags = w->mag = w->spare_mags = w->rfree_mag = NULL;
+	w->n_spare_mags = 0;
+	w->rfree_owner = NULL;
 	while (w->slabs != NULL) {
 		wf__slab *s = w->slabs;
 		w->slabs = s->next;
@@ -526,7 +689,8 @@ int wf_spawn_ex_at(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out
 	t->arg = arg;
 	t->spawn_file = file;
 	t->spawn_line = line;
-	t->stack_size = stack_size;
+	if (stack_size != 0)
+		__atomic_store_n(&t->stack_size, stack_size, __ATOMIC_RELAXED);
 	if (opts != NULL && opts->name != NULL)
 		set_name(t, opts->name);
 	if (detached) {
@@ -698,7 +862,8 @@ int wf_join_ex(wf_task *h, void **result, char **errmsg)
 		return WF_EDEADLK;
 	/* Inline only when t has no stack size of its own and the stack it
 	 * would run on is at least as large as the one it would get. */
-	bool may_inline = me != NULL && w->rt == t->rt && t->stack_size == 0 &&
+	bool may_inline = me != NULL && w->rt == t->rt &&
+			  __atomic_load_n(&t->stack_size, __ATOMIC_RELAXED) == 0 &&
 			  me->fiber->stack->capacity >= w->rt->stack_size;
 	/* Fork-join's common case: t's start entry is the newest in our
 	 * deque, and we will run t inline. Then, unless someone already

@@ -1350,9 +1350,11 @@ Test(races, a_watcher_of_a_child_run_inline_by_its_joiner_is_woken, .timeout = T
  * Property: a task whose last reference drops away from its spawner's
  * worker (it finished detached on another worker, or a plain thread joined
  * it) is cleared where it is freed and comes back to the spawner's free
- * list whole: its old handle is refused, its failure message is freed
+ * list whole (one at a time from a plain thread, in magazines from a
+ * worker): its old handle is refused, its failure message is freed
  * (ASan's leak check), and the tasks made in its memory start clean: no
- * stale name, result, failure or cancellation. */
+ * stale name, result, failure, cancellation, context or pin (and Debug
+ * builds check every field a spawn no longer writes, wf__task_alloc). */
 
 #define ROAM_BATCH 64
 
@@ -1367,11 +1369,20 @@ struct roam {
 	wf_future *plain_done;
 };
 
+/* Set by some roamers in their own context: a task made in their memory
+ * must not see it. */
+static wf_ctxvar *roam_var;
+
 static void *roam_task(void *arg)
 {
 	uintptr_t i = (uintptr_t)arg;
 	unsigned n = wf_runtime_workers(wf_runtime_current());
 	CHECK_EQ(wf_cancelling(), 0);
+	CHECK(!wf_ctxvar_isset(roam_var));
+	if (i % 3 == 1)
+		CHECK_RC(wf_ctxvar_set(roam_var, (void *)(i + 1), NULL), 0);
+	if (i % 6 == 1)
+		CHECK_RC(wf_pin(true), 0); /* ends pinned */
 	char want[32];
 	if (i % 2)
 		snprintf(want, sizeof(want), "roam-%u", (unsigned)i);
@@ -1382,6 +1393,8 @@ static void *roam_task(void *arg)
 		CHECK_RC(wf_move_to_worker((unsigned)(wf_worker_id() + 1) % n), 0);
 	if (i % 7 == 0)
 		CHECK_RC(wf_yield(), 0);
+	if (i % 3 == 1)
+		CHECK(wf_ctxvar_get(roam_var) == (void *)(i + 1));
 	if (i % 4 == 0)
 		__atomic_sub_fetch(&roam_detached_live, 1, __ATOMIC_RELEASE);
 	else if (i % 5 == 0)
@@ -1482,8 +1495,10 @@ static void *roam_main(void *arg)
 Test(races, tasks_freed_away_from_their_spawner_come_back_clean, .timeout = TEST_LIMIT_S)
 {
 	watchdog_start(WATCHDOG_S, "remote frees");
+	CHECK_RC(wf_ctxvar_new("roam", NULL, &roam_var), 0);
 	for (size_t i = 0; i < NCOUNTS; i++)
 		run_weft(worker_counts[i], roam_main, (void *)(uintptr_t)worker_counts[i]);
+	CHECK_RC(wf_ctxvar_free(roam_var), 0);
 	watchdog_stop();
 }
 
