@@ -308,8 +308,9 @@ WF_EXTERN int wf_spawn_ex_at(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_
  * If the joining task is cancelled while it waits, the cancellation is
  * passed on to t (as asyncio does) and the join goes on waiting for t.
  * Errors that leave the handle untouched: WF_EINVAL (NULL or a released
- * handle, caught while its memory is not reused), WF_EDEADLK (t is the
- * caller), WF_EBUSY (another join of t is waiting). */
+ * handle: also a copy whose holder joined or detached it first, however
+ * soon its memory goes to a new task), WF_EDEADLK (t is the caller),
+ * WF_EBUSY (another join of t is waiting). */
 WF_EXTERN int wf_join(wf_task *t, void **result);
 /* [any] wf_join that also hands over t's failure message: *errmsg (errmsg
  * may be NULL) is NULL or a malloc'd string the caller frees. Codes as

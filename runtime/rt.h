@@ -477,6 +477,8 @@ enum { WF__HOOK_SPAWN, WF__HOOK_START, WF__HOOK_SUSPEND, WF__HOOK_RESUME, WF__HO
 void wf__hook_task(wf_task *t, int event);
 wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w);
 void wf__task_unref(wf_task *t);
+/* The join word of a task its spawner is setting up (task.c's J_* bits). */
+void wf__task_set_joined(wf_task *t, uint32_t bits);
 void wf__task_free_local(wf__worker *w, wf_task *t);
 void wf__worker_drain_remote_free(wf__worker *w);
 void wf__task_flush_remote(wf__worker *w);

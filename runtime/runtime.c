@@ -526,9 +526,9 @@ static int submit(wf_runtime *rt, wf_fn fn, void *arg, void (*unstarted)(void *)
 	if (f != NULL) {
 		t->submit = wf__future_get(wf_future_retain(f)); /* the object */
 		/* Detached, submitted: the future has the outcome. */
-		__atomic_store_n(&t->joined, 2 | 8, __ATOMIC_RELAXED);
+		wf__task_set_joined(t, 2 | 8);
 	} else {
-		__atomic_store_n(&t->joined, 2, __ATOMIC_RELAXED); /* detached */
+		wf__task_set_joined(t, 2); /* detached */
 	}
 	__atomic_store_n(&t->refs, 1, __ATOMIC_RELAXED); /* the start entry */
 	if (local)

@@ -339,38 +339,11 @@ static bool injection_empty(wf_runtime *rt)
 	       __atomic_load_n(&rt->offloaded, __ATOMIC_RELAXED) == NULL;
 }
 
-/* Out of memory for a batch: the same entries through the injection
- * queue, linked by snext. */
-static void offload_list(wf__worker *w)
-{
-	wf_task *head = NULL, *tail = NULL;
-	for (int i = 0; i < WF__OFFLOAD_BATCH; i++) {
-		void *x = wf__deque_take(&w->deque);
-		if (x == WF__DQ_EMPTY)
-			break;
-		if (!IS_START(x)) { /* a woken task: it stays here */
-			wf__deque_push(&w->deque, x);
-			break;
-		}
-		wf_task *t = UNTAG(x);
-		t->snext = head; /* taken newest first: the list ends oldest first */
-		head = t;
-		if (tail == NULL)
-			tail = t;
-	}
-	if (head == NULL)
-		return;
-	wf__startq_push_list(&w->rt->injection, head, tail);
-	wf__notify_work(w->rt);
-}
-
 static void offload_spawns(wf__worker *w)
 {
 	wf__offload *b = malloc(sizeof(*b));
-	if (b == NULL) {
-		offload_list(w);
-		return;
-	}
+	if (b == NULL)
+		return; /* thieves take them from the deque, one at a time */
 	size_t n = 0;
 	while (n < WF__OFFLOAD_BATCH) {
 		void *x = wf__deque_take(&w->deque);

@@ -62,6 +62,32 @@ enum { /* joined */
 	J_OWNER = J_JOINING | J_DETACHED,
 };
 
+/* The word's top 24 bits name the task's life: the low 24 bits of the
+ * generation its handle carries. A second joiner (or detacher) holding a
+ * copy of the handle may read the word after the first gave the handle
+ * back and the memory went to a new task; its CAS would then take that
+ * task's join (and drop a reference of its handle). With the life in the
+ * word it sees the mismatch and is refused, and its CAS cannot succeed
+ * across a change of life (short of 2^22 lives of one slot between its
+ * read and its CAS: the generation moves by 4 per life). */
+#define J_LIFE_SHIFT 8
+#define J_LIFE_MASK (~(uint32_t)0 << J_LIFE_SHIFT)
+static inline uint32_t life_of_gen(uint32_t gen)
+{
+	return gen << J_LIFE_SHIFT;
+}
+static inline uint32_t life_of_handle(const wf_task *h)
+{
+	return life_of_gen((uint32_t)((uintptr_t)h >> 32));
+}
+
+/* The join word of a task being set up by its spawner: its life and bits. */
+void wf__task_set_joined(wf_task *t, uint32_t bits)
+{
+	uint32_t j = __atomic_load_n(&t->joined, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->joined, (j & J_LIFE_MASK) | bits, __ATOMIC_RELAXED);
+}
+
 enum { NAME_NONE = 0, NAME_WRITING = 1, NAME_SET = 2 };
 
 /* A magazine: tasks one worker freed for another (their owner, whose
@@ -338,7 +364,9 @@ wf_task *wf__task_alloc(wf_runtime *rt, wf__worker *w)
 	 * through a stale handle (task_try_ref's RMWs, which then see another
 	 * life and back off). */
 	__atomic_store_n(&t->refs, 2, __ATOMIC_RELAXED); /* the handle and the start entry */
-	__atomic_store_n(&t->joined, J_NONE, __ATOMIC_RELAXED);
+	/* The life of the handle armed below (a foreign task's is armed). */
+	uint32_t gen = __atomic_load_n(&t->hdr.gen, __ATOMIC_RELAXED) + (w != NULL);
+	__atomic_store_n(&t->joined, life_of_gen(gen) | J_NONE, __ATOMIC_RELAXED);
 	/* Atomic: a watcher that decoded the previous life's handle may
 	 * still read it (it then sees the handle stale, compose.c). */
 	__atomic_store_n(&t->core.done, 0, __ATOMIC_RELAXED);
@@ -694,7 +722,7 @@ int wf_spawn_ex_at(wf_fn fn, void *arg, const wf_spawn_opts *opts, wf_task **out
 	if (opts != NULL && opts->name != NULL)
 		set_name(t, opts->name);
 	if (detached) {
-		__atomic_store_n(&t->joined, J_DETACHED, __ATOMIC_RELAXED);
+		wf__task_set_joined(t, J_DETACHED);
 		__atomic_store_n(&t->refs, 1, __ATOMIC_RELAXED); /* the start entry only */
 	}
 	if (out != NULL && !detached)
@@ -876,14 +904,15 @@ int wf_join_ex(wf_task *h, void **result, char **errmsg)
 	int64_t slot = at_bottom ? wf__deque_take_begin(&w->deque) : -1;
 #endif
 	uint32_t j = __atomic_load_n(&t->joined, __ATOMIC_RELAXED);
+	uint32_t life = life_of_handle(h);
 	uint32_t next;
 	do {
-		if (j & J_OWNER) {
+		if ((j & J_OWNER) || (j & J_LIFE_MASK) != life) {
 #if defined(WF__DQ_SPLIT_TAKE)
 			if (slot >= 0)
 				wf__deque_take_undo(&w->deque, slot);
 #endif
-			return (j & J_DETACHED) ? WF_EINVAL : WF_EBUSY;
+			return (j & J_LIFE_MASK) != life || (j & J_DETACHED) ? WF_EINVAL : WF_EBUSY;
 		}
 		next = j | J_JOINING | ((j & J_WATCHED) ? 0 : inline_bit);
 	} while (!__atomic_compare_exchange_n(&t->joined, &j, next, false, __ATOMIC_SEQ_CST,
@@ -964,7 +993,10 @@ int wf_detach(wf_task *h)
 	if (t == NULL)
 		return WF_EINVAL;
 	uint32_t j = __atomic_load_n(&t->joined, __ATOMIC_RELAXED);
+	uint32_t life = life_of_handle(h);
 	do {
+		if ((j & J_LIFE_MASK) != life)
+			return WF_EINVAL; /* given back, and the memory reused */
 		if (j & J_OWNER)
 			return (j & J_DETACHED) ? WF_EINVAL : WF_EBUSY;
 	} while (!__atomic_compare_exchange_n(&t->joined, &j, j | J_DETACHED, false,

@@ -744,3 +744,108 @@ Test(handles_stale, a_cancel_racing_the_join_never_reaches_the_next_task, .timeo
 	}
 	watchdog_stop();
 }
+
+/* ---- a second joiner racing the join that gives the handle back ---------- *
+ *
+ * Property: a plain thread that keeps joining through a copy of a task's
+ * handle, while the task's spawner joins it too (one of the two gets the
+ * outcome, the other WF_EBUSY or WF_EINVAL) and then spawns new tasks into
+ * the same memory, never joins one of the new tasks: their spawner joins
+ * every one of them with 0 and its result. A join that read the task's
+ * join word just after the handle was given back must see the new life
+ * there and be refused, not take the new task's join (and drop a
+ * reference of its handle). */
+
+static struct {
+	wf_task *target; /* atomic: the handle the rival joins */
+	int stop;        /* atomic */
+	long won, refused, other, wrong;
+} jracer;
+
+static void *race_joiner(void *arg)
+{
+	(void)arg;
+	long n = 0;
+	while (!__atomic_load_n(&jracer.stop, __ATOMIC_ACQUIRE)) {
+		wf_task *h = __atomic_load_n(&jracer.target, __ATOMIC_ACQUIRE);
+		if (h == NULL)
+			continue;
+		void *res = NULL;
+		int rc = wf_join(h, &res);
+		if (rc == 0) {
+			jracer.won++;
+			if (res == NULL) /* a bystander's result, never a target's */
+				jracer.wrong++;
+		} else if (rc == WF_EBUSY || rc == WF_EINVAL) {
+			jracer.refused++;
+		} else {
+			jracer.other++;
+		}
+		if (++n % 64 == 0)
+			sched_yield();
+	}
+	return NULL;
+}
+
+static void *join_race_bystander(void *arg)
+{
+	(void)wf_yield();
+	return arg;
+}
+
+static void *join_race_main(void *arg)
+{
+	unsigned nworkers = (unsigned)(uintptr_t)arg;
+	long rounds = scaled(20000);
+	for (long i = 0; i < rounds && !check_any_failed(); i++) {
+		watchdog_note("second joiner racing a join: %u workers, round %ld", nworkers, i);
+		wf_task *t = wf_spawn(race_target, (void *)(uintptr_t)(i + 1));
+		if (!CHECK(t != NULL))
+			break;
+		__atomic_store_n(&jracer.target, t, __ATOMIC_RELEASE);
+		if (i % 2)
+			CHECK_RC(wf_yield(), 0);
+		void *res = NULL;
+		int rc = wf_join(t, &res);
+		CHECK(rc == 0 || rc == WF_EBUSY || rc == WF_EINVAL);
+		if (rc == 0)
+			CHECK(res == (void *)(uintptr_t)(i + 1));
+		wf_task *b[BYSTANDERS];
+		for (int k = 0; k < BYSTANDERS; k++)
+			b[k] = wf_spawn(join_race_bystander, (void *)(uintptr_t)(k + 1));
+		for (int k = 0; k < BYSTANDERS; k++) {
+			if (!CHECK(b[k] != NULL))
+				continue;
+			res = NULL;
+			rc = wf_join(b[k], &res);
+			if (!CHECK_RC(rc, 0) || !CHECK(res == (void *)(uintptr_t)(k + 1)))
+				fprintf(stderr, "join race, %u workers, round %ld: a task spawned "
+						"after the join was joined through the old handle "
+						"(its join: %s, result %p)\n",
+					nworkers, i, wf_err_name(rc), res);
+		}
+	}
+	__atomic_store_n(&jracer.target, NULL, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+Test(handles_stale, a_second_joiner_never_takes_the_next_tasks_join, .timeout = TEST_LIMIT_S)
+{
+	watchdog_start(WATCHDOG_S, "second joiner racing a join");
+	for (size_t i = 0; i < NCOUNTS; i++) {
+		memset(&jracer, 0, sizeof(jracer));
+		pthread_t th;
+		cr_assert_eq(pthread_create(&th, NULL, race_joiner, NULL), 0);
+		run_weft(worker_counts[i], join_race_main, (void *)(uintptr_t)worker_counts[i]);
+		__atomic_store_n(&jracer.stop, 1, __ATOMIC_RELEASE);
+		pthread_join(th, NULL);
+		cr_expect_eq(jracer.other, 0, "wf_join returned a code other than 0, WF_EBUSY or "
+					      "WF_EINVAL %ld times", jracer.other);
+		cr_expect_eq(jracer.wrong, 0, "the second joiner took a new task's result %ld times",
+			     jracer.wrong);
+		if (getenv("STALE_VERBOSE"))
+			fprintf(stderr, "join race, %u workers: %ld won, %ld refused\n",
+				worker_counts[i], jracer.won, jracer.refused);
+	}
+	watchdog_stop();
+}
