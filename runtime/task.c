@@ -258,8 +258,10 @@ static void mag_free_list(wf__mag *m)
 	}
 }
 
-/* The next task from the magazines others freed for w, or NULL. */
-static wf_task *take_from_mags(wf__worker *w)
+/* Makes the next magazine others freed for w the one it allocates from,
+ * its first tasks' lines fetched (each take fetches one more); false if
+ * there is none. */
+static bool next_mag(wf__worker *w)
 {
 	if (w->mag != NULL) {
 		mag_retire(w, w->mag);
@@ -267,7 +269,7 @@ static wf_task *take_from_mags(wf__worker *w)
 	}
 	if (w->mags == NULL) {
 		if (__atomic_load_n(&w->remote_mags, __ATOMIC_RELAXED) == NULL)
-			return NULL;
+			return false;
 		/* Acquire: pairs with the freer's release push; its slots and
 		 * its tasks' clearing happen before. */
 		w->mags = __atomic_exchange_n(&w->remote_mags, NULL, __ATOMIC_ACQUIRE);
@@ -275,20 +277,19 @@ static wf_task *take_from_mags(wf__worker *w)
 	wf__mag *m = w->mags;
 	w->mags = m->next;
 	w->mag = m;
-	for (unsigned i = 1; i <= MAG_AHEAD && i < m->n; i++)
-		wf__prefetchw(m->t[m->n - 1 - i]);
-	return m->t[--m->n];
+	for (unsigned i = 1; i <= MAG_AHEAD && i <= m->n; i++)
+		wf__prefetchw(m->t[m->n - i]);
+	return true;
 }
 
+/* Neither its own frees nor a magazine: plain threads' frees, or a new
+ * slab. */
 static wf_task *take_free_slow(wf__worker *w)
 {
-	wf_task *t = take_from_mags(w);
-	if (t != NULL)
-		return t;
 	wf__worker_drain_remote_free(w);
 	if (w->free_tasks == NULL && !slab_grow(w))
 		return NULL;
-	t = w->free_tasks;
+	wf_task *t = w->free_tasks;
 	w->free_tasks = t->qnext;
 	return t;
 }
@@ -301,13 +302,15 @@ static inline wf_task *take_free(wf__worker *w)
 		return t;
 	}
 	wf__mag *m = w->mag;
-	if (m != NULL && m->n != 0) {
-		unsigned n = --m->n;
-		if (n >= MAG_AHEAD)
-			wf__prefetchw(m->t[n - MAG_AHEAD]);
-		return m->t[n];
+	if (m == NULL || m->n == 0) {
+		if (!next_mag(w))
+			return take_free_slow(w);
+		m = w->mag;
 	}
-	return take_free_slow(w);
+	unsigned n = --m->n;
+	if (n >= MAG_AHEAD)
+		wf__prefetchw(m->t[n - MAG_AHEAD]);
+	return m->t[n];
 }
 
 #ifndef NDEBUG
