@@ -200,7 +200,10 @@ static wf__stack *stacks_map(size_t size, size_t count)
 	return list;
 }
 
-static void stack_unmap(wf__stack *s)
+/* What unmapping s leaves to do but the munmap itself: its counts, its
+ * TSan fiber, its ASan poison. Its struct (in the mapping) is read here
+ * for the last time. */
+static void stack_forget(wf__stack *s)
 {
 	if (s->guarded && __atomic_load_n(&guard_mode, __ATOMIC_RELAXED) == GUARD_MPROTECT)
 		__atomic_sub_fetch(&n_guarded, 1, __ATOMIC_RELAXED);
@@ -209,9 +212,15 @@ static void stack_unmap(wf__stack *s)
 	__tsan_destroy_fiber(s->tsan_fiber);
 #endif
 	STACK_UNPOISON(s);
-	munmap(s->map, s->maplen);
 }
 
+static void stack_unmap(wf__stack *s)
+{
+	char *map = s->map;
+	size_t len = s->maplen;
+	stack_forget(s);
+	munmap(map, len);
+}
 wf__stack *wf__stack_get(wf__stack_cache *c, size_t size)
 {
 	if (size != c->stack_size)
@@ -246,13 +255,40 @@ void wf__stack_put(wf__stack_cache *c, wf__stack *s)
 	c->count++;
 }
 
+static int by_address(const void *a, const void *b)
+{
+	const char *x = (*(wf__stack *const *)a)->map, *y = (*(wf__stack *const *)b)->map;
+	return x < y ? -1 : x > y;
+}
+
+/* Stacks are unmapped a chunk at a time, sorted by address and each run of
+ * adjacent ones (a batch is one mapping, and the kernel puts successive
+ * batches next to each other) in one munmap: every munmap is a system
+ * call, a split of the batch's mapping and a TLB shoot-down that
+ * interrupts every core the program runs on. One at a time, giving back
+ * the stacks of 100 000 tasks took 0.9 s of interrupts. */
+#define TRIM_CHUNK 512
+
 void wf__stack_cache_trim(wf__stack_cache *c, size_t keep)
 {
+	wf__stack *chunk[TRIM_CHUNK];
 	while (c->count > keep) {
-		wf__stack *s = c->head;
-		c->head = s->next;
-		c->count--;
-		stack_unmap(s);
+		size_t n = 0;
+		while (c->count > keep && n < TRIM_CHUNK) {
+			chunk[n++] = c->head;
+			c->head = c->head->next;
+			c->count--;
+		}
+		qsort(chunk, n, sizeof(chunk[0]), by_address);
+		for (size_t i = 0; i < n;) {
+			char *start = chunk[i]->map;
+			char *end = start;
+			while (i < n && chunk[i]->map == end) {
+				end += chunk[i]->maplen;
+				stack_forget(chunk[i++]);
+			}
+			munmap(start, (size_t)(end - start));
+		}
 	}
 }
 
