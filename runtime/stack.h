@@ -3,7 +3,8 @@
  *
  * A stack is a private anonymous mapping; its pages cost memory only once
  * touched, so an idle task costs about the pages its frames reach. Stacks
- * are mapped 32 at a time (one system call) into the worker's cache. The
+ * are mapped a batch at a time (30 of the default 64 KiB, in a 2 MiB-aligned
+ * mapping of their own; stack.c says why) into the worker's cache. The
  * lowest page of each is a guard that turns an overflow into a SIGSEGV,
  * reported with the task's name: where the kernel has MADV_GUARD_INSTALL
  * (Linux 6.13+) the guard lives in the page tables and costs no mapping

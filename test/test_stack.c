@@ -29,7 +29,7 @@ static bool page_mapped(const void *p)
 	return false;
 }
 
-#define N_STACKS 300 /* ten batches of 32 and a partial one */
+#define N_STACKS 300 /* ten batches of 30 (each 2 MiB-aligned, apart), eleven of 32 elsewhere */
 
 Test(stack, trim_unmaps_exactly_the_stacks_it_drops)
 {
