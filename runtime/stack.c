@@ -220,13 +220,14 @@ static char *map_aligned(size_t len, int prot, int flags)
  * A batch owns whole page-table pages: its mapping starts on a 2 MiB
  * boundary and holds as many stacks as fit in 2 MiB (30 of 64 KiB), so
  * that populating their tops fills a page-table page no task has touched
- * yet. On a virtual machine with shadow page tables, a page-table page
- * the program has used is write-protected by the hypervisor, and every
- * later entry written into it (the next batch's populate, when batches
- * straddled 2 MiB boundaries) exits to it: `idle_tasks` ran 20-25%
- * faster aligned. (Two page-table pages to a batch, 60 stacks, ran
- * slower than the unaligned batches of 32 did.) Stacks are never on huge pages (MADV_NOHUGEPAGE: a
- * 2 MiB page would make all of a batch resident). */
+ * yet. With shadow page tables (a virtual machine), entries written into
+ * a page-table page the program already uses cost far more than those of
+ * a fresh one (the hypervisor write-protects what it shadows), and the
+ * unaligned batches straddled 2 MiB boundaries, each populate writing
+ * into its predecessor's page: `idle_tasks` runs 20-25% faster aligned.
+ * (Two page-table pages to a batch, 60 stacks, ran slower than the
+ * unaligned batches of 32 did.) Stacks are never on huge pages
+ * (MADV_NOHUGEPAGE: a 2 MiB page would make all of a batch resident). */
 static wf__stack *stacks_map(size_t size, bool single, size_t *count)
 {
 	size_t slot = round_up(size, page_size) + page_size;
@@ -277,6 +278,7 @@ static void stack_unmap(wf__stack *s)
 	stack_forget(s);
 	munmap(map, len);
 }
+
 wf__stack *wf__stack_get(wf__stack_cache *c, size_t size)
 {
 	size_t n;
@@ -318,10 +320,9 @@ static int by_address(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Stacks are unmapped a chunk at a time, sorted by address and each run of
- * adjacent ones (a batch is one mapping, and the kernel puts successive
- * batches next to each other) in one munmap: every munmap is a system
- * call, a split of the batch's mapping and a TLB shoot-down that
+/* Stacks are unmapped a chunk at a time, sorted by address, each run of
+ * adjacent ones (a batch is one mapping) with one munmap: every munmap is
+ * a system call, a split of the batch's mapping and a TLB shoot-down that
  * interrupts every core the program runs on. One at a time, giving back
  * the stacks of 100 000 tasks took 0.9 s of interrupts. */
 #define TRIM_CHUNK 512
