@@ -2,11 +2,15 @@
  * Task stacks given back: a trim of a worker's stack cache unmaps exactly
  * the stacks it drops (in runs of adjacent ones, one munmap per run) and
  * none of those it keeps, however the cache's list interleaves them in
- * memory; and a runtime that ran thousands of suspended tasks at once
- * leaves none of their stacks mapped once wf_run returns.
+ * memory; a runtime that ran thousands of suspended tasks at once leaves
+ * none of their stacks mapped once wf_run returns; and so it does with
+ * every kind of batch (aligned ones of 16 and 64 KiB stacks, unaligned
+ * ones of 256 KiB) while its tasks yield, join children inline, are
+ * cancelled and woken from a plain thread.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -100,6 +104,7 @@ Test(stack, trim_unmaps_exactly_the_stacks_it_drops)
 #define N_IDLE 3000
 
 struct idle {
+	int n; /* tasks, at most N_IDLE */
 	wf_event *go;
 	uintptr_t frame[N_IDLE]; /* an address in each task's stack */
 };
@@ -125,7 +130,7 @@ static void *idle_main(void *arg)
 	static struct idle_arg args[N_IDLE];
 	static wf_task *tasks[N_IDLE];
 	CHECK_RC(wf_event_new(&st->go), 0);
-	for (int i = 0; i < N_IDLE; i++) {
+	for (int i = 0; i < st->n; i++) {
 		args[i] = (struct idle_arg){st, i};
 		tasks[i] = wf_spawn(idle_task, &args[i]);
 		CHECK(tasks[i] != NULL);
@@ -133,14 +138,14 @@ static void *idle_main(void *arg)
 	/* Every task on its own stack before any of them ends. */
 	for (int spins = 0; spins < 100000; spins++) {
 		int started = 0;
-		for (int i = 0; i < N_IDLE; i++)
+		for (int i = 0; i < st->n; i++)
 			started += __atomic_load_n(&st->frame[i], __ATOMIC_ACQUIRE) != 0;
-		if (started == N_IDLE)
+		if (started == st->n)
 			break;
 		wf_sleep(1);
 	}
 	CHECK_RC(wf_event_set(st->go), 0);
-	for (int i = 0; i < N_IDLE; i++)
+	for (int i = 0; i < st->n; i++)
 		CHECK_RC(wf_join(tasks[i], NULL), 0);
 	CHECK_RC(wf_event_free(st->go), 0);
 	return NULL;
@@ -150,15 +155,142 @@ Test(stack, a_runtime_leaves_no_stack_mapped)
 {
 	static struct idle st;
 	size_t before = wf__stacks_mapped();
+	st.n = (int)test_iters_min(N_IDLE, 200);
 	for (unsigned workers = 1; workers <= 4; workers *= 2) {
 		memset(st.frame, 0, sizeof(st.frame));
 		run_weft(workers, idle_main, &st);
 		cr_assert_eq(wf__stacks_mapped(), before, "%u workers: %zu stacks left mapped",
 			     workers, wf__stacks_mapped() - before);
-		for (int i = 0; i < N_IDLE; i++) {
+		for (int i = 0; i < st.n; i++) {
 			cr_assert_neq(st.frame[i], 0, "task %d never ran", i);
 			cr_assert(!page_mapped((void *)st.frame[i]),
 				  "%u workers: the stack of task %d is still mapped", workers, i);
+		}
+	}
+}
+
+/* ---- every kind of batch under load ------------------------------------ */
+
+/* Stacks of 16 KiB (102 to an aligned batch), the default 64 KiB (30) and
+ * 256 KiB (unaligned batches of 32), at 1 and 3 workers: thousands of
+ * tasks alive at once, each doing one of four things before it suspends
+ * (yields, a child spawned and joined inline on its stack, a plain wait, a
+ * wait a plain thread cancels), woken by a plain thread. Every outcome is
+ * as the task's kind says, and no stack is left mapped. */
+#define N_MIXED 1200
+
+struct mixed {
+	wf_event *go;
+	wf_task *tasks[N_MIXED];
+	uintptr_t frame[N_MIXED];
+	int child_ran; /* atomic */
+};
+
+static struct mixed mx;
+
+static void *mixed_child(void *arg)
+{
+	(void)arg;
+	__atomic_add_fetch(&mx.child_ran, 1, __ATOMIC_RELAXED);
+	return (void *)(uintptr_t)7;
+}
+
+static void *mixed_task(void *arg)
+{
+	int i = *(int *)arg;
+	switch (i % 4) {
+	case 0:
+		for (int k = 0; k < 3; k++)
+			CHECK_RC(wf_yield(), 0);
+		break;
+	case 1: {
+		wf_task *c = wf_spawn(mixed_child, NULL);
+		void *res = NULL;
+		CHECK(c != NULL);
+		CHECK_RC(wf_join(c, &res), 0);
+		CHECK(res == (void *)(uintptr_t)7);
+		break;
+	}
+	default:
+		break;
+	}
+	__atomic_store_n(&mx.frame[i], (uintptr_t)__builtin_frame_address(0), __ATOMIC_RELEASE);
+	int rc = wf_event_wait(mx.go, WF_FOREVER);
+	CHECK_RC(rc, i % 4 == 3 ? WF_ECANCELED : 0);
+	return (void *)(uintptr_t)(i + 1);
+}
+
+static void *mixed_waker(void *arg)
+{
+	long n = (long)(intptr_t)arg;
+	for (long i = 3; i < n; i += 4)
+		CHECK_RC(wf_cancel(mx.tasks[i]), 0);
+	CHECK_RC(wf_event_set(mx.go), 0);
+	return NULL;
+}
+
+static void *mixed_main(void *arg)
+{
+	long n = (long)(intptr_t)arg;
+	static int index[N_MIXED];
+	CHECK_RC(wf_event_new(&mx.go), 0);
+	for (long i = 0; i < n; i++) {
+		index[i] = (int)i;
+		mx.tasks[i] = wf_spawn(mixed_task, &index[i]);
+		CHECK(mx.tasks[i] != NULL);
+	}
+	/* Every task suspended on the event (its frame recorded just before)
+	 * before the plain thread cancels some and wakes the rest. */
+	for (int spins = 0; spins < 100000; spins++) {
+		long started = 0;
+		for (long i = 0; i < n; i++)
+			started += __atomic_load_n(&mx.frame[i], __ATOMIC_ACQUIRE) != 0;
+		if (started == n)
+			break;
+		wf_sleep(1);
+	}
+	pthread_t th;
+	CHECK(pthread_create(&th, NULL, mixed_waker, (void *)(intptr_t)n) == 0);
+	for (long i = 0; i < n; i++) {
+		void *res = NULL;
+		int rc = wf_join(mx.tasks[i], &res);
+		if (i % 4 == 3) {
+			CHECK_RC(rc, WF_ECANCELED);
+		} else {
+			CHECK_RC(rc, 0);
+			CHECK(res == (void *)(uintptr_t)(i + 1));
+		}
+	}
+	pthread_join(th, NULL);
+	CHECK_RC(wf_event_free(mx.go), 0);
+	return NULL;
+}
+
+Test(stack, batches_of_every_kind_under_load)
+{
+	static const size_t kib[] = {16, 64, 256};
+	long n = test_iters_min(N_MIXED, 120);
+	size_t before = wf__stacks_mapped();
+	for (size_t k = 0; k < sizeof(kib) / sizeof(kib[0]); k++) {
+		for (unsigned workers = 1; workers <= 3; workers += 2) {
+			memset(mx.frame, 0, sizeof(mx.frame));
+			mx.child_ran = 0;
+			wf_config cfg;
+			wf_config_init(&cfg);
+			cfg.workers = workers;
+			cfg.stack_size = kib[k] * 1024;
+			int rc = wf_run(&cfg, mixed_main, (void *)(intptr_t)n, NULL);
+			cr_assert_eq(rc, 0, "wf_run: %s", wf_err_name(rc));
+			check_none_failed();
+			check_no_leaks();
+			cr_assert_eq(__atomic_load_n(&mx.child_ran, __ATOMIC_RELAXED), (n + 2) / 4,
+				     "%zu KiB, %u workers: children", kib[k], workers);
+			cr_assert_eq(wf__stacks_mapped(), before, "%zu KiB, %u workers: %zu stacks left",
+				     kib[k], workers, wf__stacks_mapped() - before);
+			for (long i = 0; i < n; i++)
+				cr_assert(!page_mapped((void *)mx.frame[i]),
+					  "%zu KiB, %u workers: task %ld's stack still mapped", kib[k],
+					  workers, i);
 		}
 	}
 }
