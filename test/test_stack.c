@@ -124,6 +124,20 @@ static void *idle_task(void *arg)
 	return NULL;
 }
 
+/* Until each of n tasks has recorded its frame (just before it waits on
+ * the event); bounded, like every wait in the tests. */
+static void wait_all_suspended(const uintptr_t *frame, long n)
+{
+	for (int spins = 0; spins < 100000; spins++) {
+		long started = 0;
+		for (long i = 0; i < n; i++)
+			started += __atomic_load_n(&frame[i], __ATOMIC_ACQUIRE) != 0;
+		if (started == n)
+			return;
+		wf_sleep(1);
+	}
+}
+
 static void *idle_main(void *arg)
 {
 	struct idle *st = arg;
@@ -136,14 +150,7 @@ static void *idle_main(void *arg)
 		CHECK(tasks[i] != NULL);
 	}
 	/* Every task on its own stack before any of them ends. */
-	for (int spins = 0; spins < 100000; spins++) {
-		int started = 0;
-		for (int i = 0; i < st->n; i++)
-			started += __atomic_load_n(&st->frame[i], __ATOMIC_ACQUIRE) != 0;
-		if (started == st->n)
-			break;
-		wf_sleep(1);
-	}
+	wait_all_suspended(st->frame, st->n);
 	CHECK_RC(wf_event_set(st->go), 0);
 	for (int i = 0; i < st->n; i++)
 		CHECK_RC(wf_join(tasks[i], NULL), 0);
@@ -239,16 +246,9 @@ static void *mixed_main(void *arg)
 		mx.tasks[i] = wf_spawn(mixed_task, &index[i]);
 		CHECK(mx.tasks[i] != NULL);
 	}
-	/* Every task suspended on the event (its frame recorded just before)
-	 * before the plain thread cancels some and wakes the rest. */
-	for (int spins = 0; spins < 100000; spins++) {
-		long started = 0;
-		for (long i = 0; i < n; i++)
-			started += __atomic_load_n(&mx.frame[i], __ATOMIC_ACQUIRE) != 0;
-		if (started == n)
-			break;
-		wf_sleep(1);
-	}
+	/* Every task suspended on the event before the plain thread cancels
+	 * some and wakes the rest. */
+	wait_all_suspended(mx.frame, n);
 	pthread_t th;
 	CHECK(pthread_create(&th, NULL, mixed_waker, (void *)(intptr_t)n) == 0);
 	for (long i = 0; i < n; i++) {
