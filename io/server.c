@@ -697,6 +697,29 @@ static int end_clients(wf_server *h, bool reset)
 WF_EXTERN int wf_server_close_clients(wf_server *h) { return end_clients(h, false); }
 WF_EXTERN int wf_server_abort_clients(wf_server *h) { return end_clients(h, true); }
 
+/* Joins the accept tasks (close cancelled them, and they end quickly). A
+ * join that is itself cancelled (WF_ECANCELED, handle kept) waits again,
+ * since they use the server's memory; a task whose own outcome is
+ * WF_ECANCELED was joined: its handle is released, and the next call's
+ * WF_EINVAL ends the loop. */
+static void join_accepters(wf__server *srv)
+{
+	for (unsigned i = 0; i < srv->nls; i++) {
+		if (srv->ls[i].task == NULL)
+			continue;
+		while (wf_join(srv->ls[i].task, NULL) == WF_ECANCELED)
+			;
+		srv->ls[i].task = NULL;
+		srv->ls[i].fd = -1;
+	}
+}
+
+/* The server is freed only once it is closed, its accept tasks have ended
+ * and no connection is left, in that order: an accept task that took a
+ * connection just before the close still starts it (start_conn counts it
+ * in `live` after making its stream), so a count of zero read before the
+ * accept tasks ended proves nothing, and freeing then would leave that
+ * connection's task to end on freed memory (conn_end's counts). */
 WF_EXTERN int wf_server_wait_closed(wf_server *h, uint64_t timeout_ms)
 {
 	if (!wf__in_task())
@@ -705,14 +728,21 @@ WF_EXTERN int wf_server_wait_closed(wf_server *h, uint64_t timeout_ms)
 	if (srv == NULL)
 		return WF_EINVAL;
 	uint64_t deadline = wf__deadline_after_ms(timeout_ms);
+	bool mine = false; /* this call joined the accept tasks and frees srv */
 	for (;;) {
 		wf__spin_lock(&srv->sl);
-		if (srv->freeing) {
+		if (!mine && srv->freeing) {
 			wf__spin_unlock(&srv->sl);
 			return WF_EBUSY;
 		}
-		if (srv->closed && srv->live == 0) {
+		if (!mine && srv->closed) {
 			srv->freeing = true;
+			mine = true;
+			wf__spin_unlock(&srv->sl);
+			join_accepters(srv);
+			continue;
+		}
+		if (mine && srv->live == 0) {
 			wf__spin_unlock(&srv->sl);
 			break;
 		}
@@ -723,21 +753,14 @@ WF_EXTERN int wf_server_wait_closed(wf_server *h, uint64_t timeout_ms)
 				  .deadline = deadline,
 				  .no_wait = deadline != WF__NO_DEADLINE && deadline <= wf__now_ns()};
 		int rc = wf__wait_on(&wg);
-		if (rc != 0)
+		if (rc != 0) {
+			if (mine) { /* a later call finishes the job */
+				wf__spin_lock(&srv->sl);
+				srv->freeing = false;
+				wf__spin_unlock(&srv->sl);
+			}
 			return rc;
-	}
-	/* The accept tasks were cancelled by close and end quickly; a join
-	 * that is itself cancelled (WF_ECANCELED, handle kept) waits again,
-	 * since they use the server's memory. A task whose own outcome is
-	 * WF_ECANCELED was joined: its handle is released, and the next
-	 * call's WF_EINVAL ends the loop. */
-	for (unsigned i = 0; i < srv->nls; i++) {
-		if (srv->ls[i].task == NULL)
-			continue;
-		while (wf_join(srv->ls[i].task, NULL) == WF_ECANCELED)
-			;
-		srv->ls[i].task = NULL;
-		srv->ls[i].fd = -1;
+		}
 	}
 	server_free(srv);
 	return 0;

@@ -233,6 +233,76 @@ Test(io_server, wait_closed_waits_for_the_handlers, .timeout = 60)
 	run_weft(3, wait_closed_main, NULL);
 }
 
+/* A server closed while connections are arriving: once wait_closed
+ * returns 0, every handler that started has returned and none starts
+ * later. An accept task that took a connection just before the close
+ * still starts it; a wait that counted the live connections before that
+ * task ended freed the server under the new connection, whose handler
+ * then ran (and ended, updating the freed server's counts) after the wait
+ * had returned. */
+struct arriving {
+	int entered, left; /* atomic */
+};
+
+static void counting_handler(wf_stream *s, void *arg)
+{
+	struct arriving *a = arg;
+	__atomic_fetch_add(&a->entered, 1, __ATOMIC_ACQ_REL);
+	char buf[64];
+	while (wf_stream_read(s, buf, sizeof(buf), 10000) > 0)
+		;
+	__atomic_fetch_add(&a->left, 1, __ATOMIC_ACQ_REL);
+}
+
+static void *arriving_client(void *arg)
+{
+	unsigned port = (unsigned)(uintptr_t)arg;
+	wf_stream *s;
+	int rc = wf_open_connection("127.0.0.1", port, 5000, &s);
+	if (rc == 0) {
+		(void)wf_stream_write(s, "x", 1);
+		wf_stream_close(s, 1000);
+	} else {
+		CHECK(rc == -ECONNREFUSED || rc == -ECONNRESET); /* closed first */
+	}
+	return NULL;
+}
+
+static void *close_while_arriving_main(void *arg)
+{
+	(void)arg;
+	long rounds = test_iters_min(300, 40);
+	enum { CLIENTS = 6 };
+	for (long i = 0; i < rounds && !check_any_failed(); i++) {
+		struct arriving a = {0, 0};
+		wf_server *srv;
+		if (!CHECK_RC(wf_start_server("127.0.0.1", 0, counting_handler, &a, NULL, &srv), 0))
+			break;
+		void *port = (void *)(uintptr_t)wf_server_port(srv);
+		wf_task *c[CLIENTS];
+		for (int k = 0; k < CLIENTS; k++)
+			c[k] = wf_spawn(arriving_client, port);
+		/* Close at a different point of the clients' arrival each round. */
+		for (long y = 0; y < i % 7; y++)
+			wf_yield();
+		CHECK_RC(wf_server_close(srv), 0);
+		CHECK_RC(wf_server_wait_closed(srv, 10000), 0);
+		int entered = __atomic_load_n(&a.entered, __ATOMIC_ACQUIRE);
+		CHECK_EQ(__atomic_load_n(&a.left, __ATOMIC_ACQUIRE), entered);
+		for (int k = 0; k < CLIENTS; k++)
+			CHECK_RC(wf_join(c[k], NULL), 0);
+		wf_sleep(1); /* a handler started late would have run by now */
+		CHECK_EQ(__atomic_load_n(&a.entered, __ATOMIC_ACQUIRE), entered);
+	}
+	return NULL;
+}
+
+Test(io_server, close_while_connections_arrive_frees_after_the_last_handler, .timeout = 120)
+{
+	run_weft(2, close_while_arriving_main, NULL);
+	run_weft(4, close_while_arriving_main, NULL);
+}
+
 /* A server closed before its accept tasks ever ran still closes its
  * listening sockets: nothing listens and no descriptor is left. */
 static void *close_at_once_main(void *arg)
