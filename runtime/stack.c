@@ -4,6 +4,8 @@
 #include "stack.h"
 #include "internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,13 +94,31 @@ static bool take_guard_slot(void)
  * worry about, and it takes the mmap lock only for reading. Elsewhere a
  * PROT_NONE page, within the budget above. */
 
+/* Whether reading page faults. madvise's 0 is not proof of a guard: an
+ * emulator may accept advice it does not know and do nothing (qemu-user
+ * does), which would leave every stack unguarded and, believed guarded,
+ * without its canary either. A write(2) from the page to a pipe fails with
+ * EFAULT where the page is a guard, without a signal. */
+static bool page_faults(const char *page)
+{
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) != 0)
+		return false; /* cannot tell: the caller takes mprotect */
+	ssize_t n = write(fds[1], page, 1);
+	int err = errno;
+	close(fds[0]);
+	close(fds[1]);
+	return n < 0 && err == EFAULT;
+}
+
 static bool install_guard(char *page)
 {
 	int mode = __atomic_load_n(&guard_mode, __ATOMIC_RELAXED);
 	if (mode == GUARD_NONE)
 		return false;
 	if (mode != GUARD_MPROTECT) {
-		if (madvise(page, page_size, MADV_GUARD_INSTALL) == 0) {
+		if (madvise(page, page_size, MADV_GUARD_INSTALL) == 0 &&
+		    (mode == GUARD_MADVISE || page_faults(page))) {
 			__atomic_store_n(&guard_mode, GUARD_MADVISE, __ATOMIC_RELAXED);
 			return true;
 		}

@@ -33,6 +33,47 @@ static bool page_mapped(const void *p)
 	return false;
 }
 
+/* Whether reading the page at p faults, without taking the fault: write(2)
+ * from it to a pipe fails with EFAULT on a guard page. */
+static bool page_faults(const void *p)
+{
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0, "pipe: %s", strerror(errno));
+	ssize_t n = write(fds[1], p, 1);
+	int err = errno;
+	close(fds[0]);
+	close(fds[1]);
+	cr_assert(n == 1 || err == EFAULT, "write: %s", strerror(err));
+	return n < 0;
+}
+
+/* Every stack's lowest page is a guard that really faults, whichever way
+ * the runtime installed it (one madvise, a batch's process_madvise, or
+ * mprotect where the kernel lacks MADV_GUARD_INSTALL or an emulator
+ * accepts it without doing it), and its usable bytes start right above. */
+Test(stack, every_stack_has_a_guard_that_faults)
+{
+	wf__stacks_global_init();
+	wf__stack_cache c = {.head = NULL, .count = 0, .stack_size = 64 * 1024};
+	enum { N = 100 }; /* four batches: the first installs its guards one by one */
+	wf__stack *s[N + 1];
+	for (int i = 0; i < N; i++)
+		cr_assert_not_null(s[i] = wf__stack_get(&c, c.stack_size));
+	s[N] = wf__stack_get(&c, 24 * 1024); /* a size of its own: mapped alone */
+	cr_assert_not_null(s[N]);
+	for (int i = 0; i <= N; i++) {
+		cr_assert(s[i]->guarded, "stack %d has no guard page", i);
+		cr_assert(page_faults(s[i]->map), "stack %d: its guard page can be read", i);
+		cr_assert_eq(s[i]->lo, s[i]->map + sysconf(_SC_PAGESIZE));
+		cr_assert(!page_faults(s[i]->lo), "stack %d: its lowest usable page faults", i);
+		s[i]->lo[0] = 1; /* and it is writable */
+	}
+	for (int i = 0; i <= N; i++)
+		wf__stack_put(&c, s[i]);
+	wf__stack_cache_trim(&c, 0);
+	cr_assert_eq(c.count, 0);
+}
+
 #define N_STACKS 300 /* ten batches of 30 (each 2 MiB-aligned, apart), eleven of 32 elsewhere */
 
 Test(stack, trim_unmaps_exactly_the_stacks_it_drops)
