@@ -1,6 +1,7 @@
 /*
  * Servers: echo over IPv4, IPv6 and Unix sockets with many clients at
- * once, wait_closed waiting for handlers, close_clients and abort_clients,
+ * once, wait_closed waiting for handlers (also for connections accepted
+ * as the server closes), close_clients and abort_clients,
  * the connection limit pausing and resuming accepts, ten thousand
  * connections opened and dropped without a leak, running out of
  * descriptors (the accept backoff), a full read buffer holding a fast

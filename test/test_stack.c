@@ -1,11 +1,13 @@
 /*
- * Task stacks given back: a trim of a worker's stack cache unmaps exactly
- * the stacks it drops (in runs of adjacent ones, one munmap per run) and
- * none of those it keeps, however the cache's list interleaves them in
- * memory; a runtime that ran thousands of suspended tasks at once leaves
- * none of their stacks mapped once wf_run returns; and so it does with
- * every kind of batch (aligned ones of 16 and 64 KiB stacks, unaligned
- * ones of 256 KiB) while its tasks yield, join children inline, are
+ * Task stacks: every stack's lowest page is a guard that really faults,
+ * however it was installed. Stacks given back: a trim of a worker's stack
+ * cache unmaps exactly the stacks it drops (in runs of adjacent ones, one
+ * munmap per run) and none of those it keeps, however the cache's list
+ * interleaves them in memory; a runtime that ran thousands of suspended
+ * tasks at once leaves none of their stacks mapped once wf_run returns; and
+ * so it does with every kind of batch (aligned ones of 16 and 64 KiB
+ * stacks, unaligned ones of 256 KiB) while its tasks yield, join children
+ * inline, are
  * cancelled and woken from a plain thread.
  */
 #include <criterion/criterion.h>
