@@ -58,7 +58,6 @@ enum { /* joined */
 	J_COMPLETE = 16, /* the outcome is published */
 	J_WATCHED = 32,  /* someone other than the joiner waits or watches */
 	J_INLINE = 64,   /* the joiner may complete it without the core's lock */
-	J_HELD = 128,    /* someone without the handle took a reference (wf_cancel) */
 	J_OWNER = J_JOINING | J_DETACHED,
 };
 
@@ -852,29 +851,20 @@ static int take_outcome(wf_task *t, void **result, char **errmsg)
 	return err;
 }
 
-/* The hot side of task_try_ref's Dekker pair, after the joiner gave the
- * handle back: whether a canceller marked t J_HELD, seen by the joiner's
- * CAS (joined_seen) or now. Without the heavy barrier for the canceller,
- * an RMW of the word both sides write orders them. */
-static bool task_held(wf_task *t, uint32_t joined_seen)
+/* Frees a task its joiner ran inline and whose handle it just gave back:
+ * both references are the joiner's (the handle's and the start entry's),
+ * unless a canceller holds one more, and they go through the count. Never
+ * with plain stores: a canceller whose copy of an older handle decoded
+ * just before that life ended takes its reference (wf__ref_unless_zero) on
+ * whatever life the slot holds by then, sees the handle stale and drops
+ * the reference again. A life freed without the count meanwhile would
+ * leave that reference to be dropped from the next life's count, which
+ * then ended one reference early: its handle went stale while its holder
+ * still had it (a join of a task just spawned gave WF_EINVAL). One RMW per
+ * inline join. */
+static void free_joined_inline(wf_task *t)
 {
-	uint32_t now;
-	if (WF__LIKELY(wf__asym_ok())) {
-		wf__asym_light();
-		now = __atomic_load_n(&t->joined, __ATOMIC_RELAXED);
-	} else {
-		now = __atomic_fetch_or(&t->joined, 0, __ATOMIC_SEQ_CST);
-	}
-	return ((joined_seen | now) & J_HELD) != 0;
-}
-
-/* Frees a task its joiner ran inline and whose handle it just gave back.
- * Both references are the joiner's (the handle's and the start entry's)
- * unless a canceller holds one more (task_held): then they go through the
- * count, and the last holder frees it. */
-static void free_joined_inline(wf_task *t, uint32_t joined_seen)
-{
-	if (task_held(t, joined_seen) && __atomic_sub_fetch(&t->refs, 2, __ATOMIC_ACQ_REL) != 0)
+	if (__atomic_sub_fetch(&t->refs, 2, __ATOMIC_ACQ_REL) != 0)
 		return;
 	task_free(t);
 }
@@ -934,7 +924,7 @@ int wf_join_ex(wf_task *h, void **result, char **errmsg)
 			join_inline(w, t);
 			int err = take_outcome(t, result, errmsg);
 			release_handle(t);
-			free_joined_inline(t, j);
+			free_joined_inline(t);
 			return err;
 		}
 		/* Elsewhere (deeper, stolen, in the injection queue): claim it;
@@ -1024,21 +1014,11 @@ int wf_detach(wf_task *h)
  * cancel that one. So a reference (wf__ref_unless_zero), then the
  * generation again: the same, and the task is live and held.
  *
- * A join that runs its child inline frees the child with plain stores,
- * not through the count (fork-join's hot path: an RMW there costs fib
- * 17%). J_HELD tells it not to: an asymmetric Dekker pair (asym.h) with
- * the joiner's release of the handle and its check of J_HELD, so either
- * the joiner sees J_HELD and drops its references through the count, or
- * this sees the handle given back and keeps off. */
+ * Every free goes through the count, so the reference taken on whatever
+ * life the slot holds by then is dropped where it was taken (a join that
+ * runs its child inline too: free_joined_inline). */
 static bool task_try_ref(wf_task *t, const wf_task *h)
 {
-	uint32_t j = __atomic_fetch_or(&t->joined, J_HELD, __ATOMIC_SEQ_CST);
-	if (j & J_JOINING) {
-		if (wf__asym_ok())
-			wf__asym_heavy();
-		if (wf__task_get(h) != t)
-			return false; /* given back: the joiner may be freeing t */
-	}
 	if (!wf__ref_unless_zero(&t->refs))
 		return false;
 	if (WF__UNLIKELY(wf__task_get(h) != t)) {
