@@ -67,5 +67,9 @@ endif()
 
 # -L: where qemu looks first for the program's loader and every path it
 # opens (/lib/ld-linux-aarch64.so.1, /usr/lib/aarch64-linux-gnu/...).
+# qemu-run (next to this file) runs a program again when qemu deadlocks in
+# one of its forks, which qemu-user 7.2 now and then does (the script says
+# how it tells that hang from a test's).
 find_program(WEFT_QEMU_AARCH64 NAMES qemu-aarch64-static qemu-aarch64 REQUIRED)
-set(CMAKE_CROSSCOMPILING_EMULATOR "${WEFT_QEMU_AARCH64};-L;${WEFT_QEMU_PREFIX}")
+set(CMAKE_CROSSCOMPILING_EMULATOR
+  "${CMAKE_CURRENT_LIST_DIR}/qemu-run;${WEFT_QEMU_AARCH64};-L;${WEFT_QEMU_PREFIX}")
