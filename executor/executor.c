@@ -132,6 +132,9 @@ typedef struct pool_thread {
 
 struct wf_pool {
 	wf__hdr hdr; /* user pools are named by generation-tagged handles */
+	void *free_link; /* the slab's free list (handle.h) writes here, never
+			  * over magic or refs, which a call racing the last
+			  * unref still reads (pool_ref) */
 	uint32_t magic;
 	uint32_t refs; /* atomic: the owner's, and one per wf_to_thread in progress */
 	bool is_default;
@@ -276,16 +279,31 @@ int wf_default_pool_configure(unsigned max_threads, uint64_t keepalive_ms)
  * wf_to_thread (which may still lock it, to cancel its call) is in
  * progress. The default pool is static.
  *
- * The reference is taken on the owner's behalf (the caller holds a valid
- * pool: it has not given it to wf_pool_shutdown, or that call has not
- * returned), so the increment needs no ordering of its own. The decrement
- * is acq_rel: its release publishes this thread's use of the pool to
- * whoever drops the last reference, and that one's acquire makes every
- * earlier use happen before the free. */
-static void pool_ref(wf_pool *p)
+ * A call takes its reference as soon as it has decoded the handle h to p.
+ * A shutdown that returns meanwhile drops the owner's reference, the last
+ * one if no call holds one, and the pool is freed: so the reference is
+ * taken only while the count is not zero (a zero is a free under way),
+ * and h is decoded again afterwards, since p's memory may already serve
+ * another pool (then the reference taken was that pool's, and is dropped
+ * through its count). Either way the call finds the pool gone: false, and
+ * the call returns WF_ESHUTDOWN, as one that finds it closing does.
+ *
+ * The decrement is acq_rel: its release publishes this thread's use of
+ * the pool to whoever drops the last reference, and that one's acquire
+ * makes every earlier use happen before the free. */
+static void pool_unref(wf_pool *p);
+
+static bool pool_ref(wf_pool *p, const wf_pool *h)
 {
-	if (!p->is_default)
-		__atomic_add_fetch(&p->refs, 1, __ATOMIC_RELAXED);
+	if (h == NULL)
+		return true; /* the default pool */
+	if (!wf__ref_unless_zero(&p->refs))
+		return false;
+	if (__builtin_expect(wf__handle_get(h, WF__K_POOL) != p, 0)) {
+		pool_unref(p);
+		return false;
+	}
+	return true;
 }
 
 static void pool_unref(wf_pool *p)
@@ -722,6 +740,7 @@ static int call_submit(wf_pool *p, wf_fn fn, void *arg, wf_drop_fn drop, uint32_
 			*caller_fut = NULL;
 		}
 		wf_future_release(j->fut);
+		wf__vars_unref(j->vars);
 		free(j);
 		return rc;
 	}
@@ -742,7 +761,8 @@ int wf_run_in_executor_ex(wf_fn fn, void *arg, const wf_call_opts *opts, wf_futu
 		return WF_EINVAL;
 	/* A shutdown racing this call must not free the pool under it: it
 	 * only sees the pool closing (WF_ESHUTDOWN) or the job queued. */
-	pool_ref(p);
+	if (!pool_ref(p, opts != NULL ? opts->pool : NULL))
+		return WF_ESHUTDOWN;
 	int rc = call_submit(p, fn, arg, opts != NULL ? opts->drop : NULL, 1, NULL, out);
 	pool_unref(p);
 	return rc;
@@ -792,7 +812,8 @@ int wf_to_thread_ex(wf_fn fn, void *arg, const wf_call_opts *opts, void **result
 	wf_pool *p = pool_get(opts != NULL ? opts->pool : NULL);
 	if (fn == NULL || !pool_ok(p))
 		return WF_EINVAL;
-	pool_ref(p);
+	if (!pool_ref(p, opts != NULL ? opts->pool : NULL))
+		return WF_ESHUTDOWN;
 	job *j;
 	int rc = call_submit(p, fn, arg, opts != NULL ? opts->drop : NULL, 2, &j, NULL);
 	if (rc != 0) {

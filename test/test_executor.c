@@ -1217,3 +1217,75 @@ Test(executor, stale_pool_handles_are_refused)
 		cr_assert_eq(wf_pool_shutdown(b, WF_POOL_WAIT), 0);
 	}
 }
+
+/* Calls through a pool's handle from plain threads while the pool is shut
+ * down and a new pool is made at once (often in the old one's memory):
+ * every call is accepted by the old pool and runs on its threads, or is
+ * refused (WF_ESHUTDOWN while it closes or once its last reference went,
+ * WF_EINVAL once the handle is stale); none runs on the new pool. Drives
+ * a call's reference racing the shutdown's last one. */
+#define HANDOFF_CALLERS 3
+
+static struct {
+	wf_pool *old;
+	int stop;  /* atomic */
+	long runs; /* atomic: calls that ran on the old pool's threads */
+	long wrong; /* atomic: calls that ran anywhere else */
+} handoff;
+
+static void *handoff_call(void *arg)
+{
+	(void)arg;
+	char name[16] = "";
+	pthread_getname_np(pthread_self(), name, sizeof(name));
+	if (strncmp(name, "old", 3) == 0)
+		__atomic_add_fetch(&handoff.runs, 1, __ATOMIC_RELAXED);
+	else
+		__atomic_add_fetch(&handoff.wrong, 1, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+static void *handoff_caller(void *arg)
+{
+	(void)arg;
+	wf_pool *p = __atomic_load_n(&handoff.old, __ATOMIC_ACQUIRE);
+	while (!__atomic_load_n(&handoff.stop, __ATOMIC_ACQUIRE)) {
+		wf_future *f = NULL;
+		int rc = wf_run_in_executor(p, handoff_call, NULL, &f);
+		if (rc == 0) {
+			rc = wf_await(f, NULL); /* a WF_POOL_CANCEL shutdown fails it */
+			CHECK(rc == 0 || rc == WF_ECANCELED);
+			wf_future_release(f);
+		} else if (!CHECK(rc == WF_ESHUTDOWN || rc == WF_EINVAL)) {
+			break;
+		}
+	}
+	return NULL;
+}
+
+Test(executor, calls_racing_a_shutdown_never_reach_the_next_pool)
+{
+	long rounds = test_iters_min(200, 10);
+	for (long round = 0; round < rounds && !check_any_failed(); round++) {
+		wf_pool *old = NULL, *next = NULL;
+		cr_assert_eq(wf_pool_new("old", 2, &old), 0);
+		__atomic_store_n(&handoff.old, old, __ATOMIC_RELEASE);
+		__atomic_store_n(&handoff.stop, 0, __ATOMIC_RELEASE);
+		pthread_t th[HANDOFF_CALLERS];
+		for (int i = 0; i < HANDOFF_CALLERS; i++)
+			cr_assert_eq(pthread_create(&th[i], NULL, handoff_caller, NULL), 0);
+		usleep(200 + round % 7 * 150);
+		cr_assert_eq(wf_pool_shutdown(old, round % 2 ? WF_POOL_CANCEL : WF_POOL_WAIT), 0);
+		cr_assert_eq(wf_pool_new("next", 1, &next), 0);
+		usleep(300);
+		__atomic_store_n(&handoff.stop, 1, __ATOMIC_RELEASE);
+		for (int i = 0; i < HANDOFF_CALLERS; i++)
+			pthread_join(th[i], NULL);
+		cr_assert_eq(wf_pool_shutdown(next, WF_POOL_WAIT), 0);
+	}
+	check_none_failed();
+	cr_assert_eq(__atomic_load_n(&handoff.wrong, __ATOMIC_RELAXED), 0,
+		     "%ld calls through the old pool's handle ran on another pool's threads",
+		     handoff.wrong);
+	cr_assert_gt(__atomic_load_n(&handoff.runs, __ATOMIC_RELAXED), 0);
+}
