@@ -16,7 +16,9 @@
  *     `nlive`;
  *   - the owner joins what is on `done` at its next spawn and at its leave.
  * `nlive` counts the live children plus one for the owner until it leaves.
- * Whoever brings it to zero ends the group: the owner itself at its leave,
+ * A spawn by another task counts its child before it spawns, and only
+ * while `nlive` is not zero (live_get_unless_ended): the owner may be
+ * leaving. Whoever brings it to zero ends the group: the owner itself at its leave,
  * or the last child's callback, which then (under the lock) sets `zeroed`
  * and fires the owner's waiter; the owner frees the group only once it saw
  * `zeroed` under the lock, after which no callback touches the group.
@@ -288,6 +290,27 @@ int(wf_group_enter)(wf_group **out)
 	return wf_group_enter_at(out, NULL, 0);
 }
 
+/* A spawn by a task other than the owner counts its child in nlive before
+ * it spawns: the owner may be leaving, and once nlive is zero the group is
+ * ending and its owner frees it, so the count is taken only while it is
+ * not zero. Then h is decoded again, since g's memory may serve another
+ * group by then (the count taken was that group's, and goes back through
+ * live_put, which ends that group if it was the last). */
+static bool live_get_unless_ended(wf_group *g, const wf_group *h)
+{
+	size_t n = __atomic_load_n(&g->nlive, __ATOMIC_RELAXED);
+	do {
+		if (n == 0)
+			return false;
+	} while (!__atomic_compare_exchange_n(&g->nlive, &n, n + 1, true, __ATOMIC_ACQUIRE,
+					      __ATOMIC_RELAXED));
+	if (WF__UNLIKELY(group_get(h) != g)) {
+		live_put(g);
+		return false;
+	}
+	return true;
+}
+
 int wf_group_spawn(wf_group *h, wf_fn fn, void *arg, const wf_spawn_opts *opts,
 		   wf_task **child)
 {
@@ -301,12 +324,20 @@ int wf_group_spawn(wf_group *h, wf_fn fn, void *arg, const wf_spawn_opts *opts,
 		return WF_ENOTTASK;
 	bool owner = me == g->cs.task;
 	if (owner)
-		drain_done(g);
-	if (__atomic_load_n(&g->aborting, __ATOMIC_RELAXED))
+		drain_done(g); /* the owner's own share keeps g alive */
+	else if (!live_get_unless_ended(g, h))
 		return WF_ESHUTDOWN;
+	if (__atomic_load_n(&g->aborting, __ATOMIC_RELAXED)) {
+		if (!owner)
+			live_put(g);
+		return WF_ESHUTDOWN;
+	}
 	gentry *e = owner ? entry_alloc(g) : malloc(sizeof(*e));
-	if (e == NULL)
+	if (e == NULL) {
+		if (!owner)
+			live_put(g);
 		return WF_ENOMEM;
+	}
 	e->own_alloc = !owner;
 	if (!owner) /* an owner's entry is FREE already, and walks read it */
 		e->state = E_FREE;
@@ -325,11 +356,13 @@ int wf_group_spawn(wf_group *h, wf_fn fn, void *arg, const wf_spawn_opts *opts,
 			g->free = e;
 		} else {
 			free(e);
+			live_put(g);
 		}
 		return rc;
 	}
 	wf_task *t = e->raw = wf__task_get(e->task);
-	__atomic_add_fetch(&g->nlive, 1, __ATOMIC_RELAXED);
+	if (owner)
+		__atomic_add_fetch(&g->nlive, 1, __ATOMIC_RELAXED);
 	if (!owner) {
 		wf__spin_lock(&g->cs.lock);
 		e->xprev = NULL;

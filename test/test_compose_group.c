@@ -631,3 +631,95 @@ Test(group, stale_handle)
 {
 	run_weft(2, stale_group_main, NULL);
 }
+
+/* ---- spawns by other tasks racing the owner's leave ---------------------- *
+ *
+ * Tasks that are not the group's children spawn into it while its owner
+ * leaves. Each spawn is accepted (0) and its child then finishes before
+ * the leave returns, or refused: WF_ESHUTDOWN once the group is ending,
+ * WF_EINVAL once it is freed. No child runs after the leave returned, and
+ * every accepted one ran exactly once. Drives the outsider's count of its
+ * child against the last child's callback bringing the count to zero. */
+
+#define OUTSIDERS 3
+#define OUTSIDER_SPAWNS 48
+
+static struct {
+	wf_group *g;   /* atomic: the round's group */
+	int left;      /* atomic: the owner's leave returned */
+	long accepted; /* atomic */
+	long finished; /* atomic */
+	long late;     /* atomic: children that ran after the leave returned */
+} og;
+
+static void *outsider_child(void *arg)
+{
+	if ((uintptr_t)arg & 1)
+		wf_yield();
+	if (__atomic_load_n(&og.left, __ATOMIC_SEQ_CST))
+		__atomic_add_fetch(&og.late, 1, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(&og.finished, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static void *outsider(void *arg)
+{
+	uint64_t seed = (uintptr_t)arg;
+	wf_group *g = __atomic_load_n(&og.g, __ATOMIC_ACQUIRE);
+	for (int i = 0; i < OUTSIDER_SPAWNS; i++) {
+		int rc = wf_group_spawn(g, outsider_child, (void *)(uintptr_t)rng_next(&seed), NULL,
+					NULL);
+		if (rc != 0) {
+			CHECK(rc == WF_ESHUTDOWN || rc == WF_EINVAL);
+			break;
+		}
+		__atomic_add_fetch(&og.accepted, 1, __ATOMIC_SEQ_CST);
+		if (rng_next(&seed) % 4 == 0)
+			wf_yield();
+	}
+	return NULL;
+}
+
+static void *outsider_race_main(void *arg)
+{
+	(void)arg;
+	uint64_t seed = 777;
+	long rounds = test_iters_min(300, 10);
+	for (long round = 0; round < rounds && !check_any_failed(); round++) {
+		wf_group *g;
+		if (!CHECK_RC(wf_group_enter(&g), 0))
+			return NULL;
+		__atomic_store_n(&og.left, 0, __ATOMIC_SEQ_CST);
+		og.accepted = og.finished = og.late = 0;
+		__atomic_store_n(&og.g, g, __ATOMIC_RELEASE);
+		wf_task *out[OUTSIDERS];
+		for (int i = 0; i < OUTSIDERS; i++)
+			CHECK((out[i] = wf_spawn(outsider, (void *)(uintptr_t)(round * 8 + i + 1))) !=
+			      NULL);
+		CHECK_RC(wf_group_spawn(g, outsider_child, (void *)1, NULL, NULL), 0);
+		__atomic_add_fetch(&og.accepted, 1, __ATOMIC_SEQ_CST);
+		for (unsigned y = rng_next(&seed) % 4; y > 0; y--)
+			wf_yield();
+		CHECK_RC(wf_group_leave(g, NULL, NULL), 0);
+		__atomic_store_n(&og.left, 1, __ATOMIC_SEQ_CST);
+		for (int i = 0; i < OUTSIDERS; i++)
+			if (out[i] != NULL)
+				CHECK_RC(wf_join(out[i], NULL), 0);
+		long acc = __atomic_load_n(&og.accepted, __ATOMIC_SEQ_CST);
+		long fin = __atomic_load_n(&og.finished, __ATOMIC_SEQ_CST);
+		long late = __atomic_load_n(&og.late, __ATOMIC_SEQ_CST);
+		if (fin != acc || late != 0)
+			check_fail(__FILE__, __LINE__,
+				   "round %ld: %ld spawns accepted, %ld children finished, %ld of "
+				   "them after the leave returned",
+				   round, acc, fin, late);
+	}
+	return NULL;
+}
+
+Test(group, spawns_by_other_tasks_racing_the_leave)
+{
+	for (size_t i = 1; i < NCOUNTS; i++)
+		run_weft(worker_counts[i], outsider_race_main, NULL);
+	check_none_failed();
+}

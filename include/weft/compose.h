@@ -204,7 +204,9 @@ WF_EXTERN int(wf_group_enter)(wf_group **out);
  * wf_group_leave (the owner joins finished children then, so a long-lived
  * group holds only the children still running).
  * WF_ESHUTDOWN once a child failed or the group was cancelled (the group
- * is winding down), WF_EINVAL, WF_ENOMEM, WF_ENOTTASK. */
+ * is winding down) and, from a task other than the owner, once the owner
+ * is leaving and every child has finished (the group is ending); WF_EINVAL
+ * (also once the group was left), WF_ENOMEM, WF_ENOTTASK. */
 WF_EXTERN int wf_group_spawn(wf_group *g, wf_fn fn, void *arg, const wf_spawn_opts *opts,
 			     wf_task **child);
 
