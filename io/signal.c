@@ -68,6 +68,10 @@ typedef void (*signal_fn)(int signo, unsigned n, void *arg);
 struct wf_signal {
 	int signo;
 	uint32_t seen;          /* sl: the counter's value last reported */
+	uint64_t id;            /* sl: this process's nth watcher: a wait that
+				 * wakes after an unwatch may find a new watcher
+				 * at w's address, listed, and must not take it
+				 * for its own */
 	wf_signal *prev, *next; /* the list: changed under mu and sl */
 	signal_fn fn;           /* NULL: a public watcher, waited on */
 	void *fn_arg;
@@ -86,6 +90,7 @@ static struct {
 	wf__spinlock sl;
 	sigent tab[NSIG];
 	wf_signal *head;   /* every watcher (the list above) */
+	uint64_t ids;      /* sl: the last watcher's id */
 	unsigned nwatchers; /* mu */
 	bool running;      /* mu: a helper thread serves this process */
 	pid_t pid;         /* mu to change (atomic): the process the pipe and
@@ -268,9 +273,13 @@ static int watch(int signo, signal_fn fn, void *fn_arg, wf_signal **out)
 	*out = NULL;
 	if (refused(signo))
 		return WF_EINVAL;
-	wf_signal *w = calloc(1, sizeof(*w));
+	/* malloc, not calloc (glibc's calloc skips the per-thread cache): an
+	 * unwatch and a watch back to back reuse the memory, as test_signal
+	 * wants them to. Every field is set here or under the lock below. */
+	wf_signal *w = malloc(sizeof(*w));
 	if (w == NULL)
 		return WF_ENOMEM;
+	w->prev = NULL;
 	w->signo = signo;
 	w->fn = fn;
 	w->fn_arg = fn_arg;
@@ -306,6 +315,7 @@ static int watch(int signo, signal_fn fn, void *fn_arg, wf_signal **out)
 	g.nwatchers++;
 	wf__spin_lock(&g.sl);
 	w->seen = base;
+	w->id = ++g.ids;
 	w->next = g.head;
 	if (g.head != NULL)
 		g.head->prev = w;
@@ -379,13 +389,16 @@ WF_EXTERN int wf_signal_wait(wf_signal *w, uint64_t timeout_ms)
 			return rc;
 	}
 	bool first = true;
+	uint64_t id = 0;
 	wf__spin_lock(&g.sl);
 	for (;;) {
-		if (!listed(w)) {
-			/* Unwatched between the helper's fire and this look. */
+		if (!listed(w) || (!first && w->id != id)) {
+			/* Unwatched between the helper's fire and this look
+			 * (and maybe a new watcher made at its address). */
 			wf__spin_unlock(&g.sl);
 			return first ? WF_EINVAL : WF_ECLOSED;
 		}
+		id = w->id;
 		sigent *e = &g.tab[w->signo];
 		uint32_t n = __atomic_load_n(&e->count, __ATOMIC_SEQ_CST) - w->seen;
 		if (n != 0) {

@@ -553,6 +553,68 @@ Test(signal, unwatch_ends_a_wait_in_progress)
 	check_no_leaks();
 }
 
+/* A wait woken by a delivery whose watcher is unwatched before the waiter
+ * runs, and a new watcher made at once (usually at the same address):
+ * the wait ends with WF_ECLOSED, never taking the new watcher for its own
+ * (it would wait on, and take deliveries meant for, that watcher). One
+ * worker, so the waiter cannot run between the delivery and the swap. */
+typedef struct swap_arg {
+	wf_signal *w;
+	int rc;
+	int waiting; /* atomic */
+} swap_arg;
+
+static void *swap_waiter(void *arg)
+{
+	swap_arg *a = arg;
+	__atomic_store_n(&a->waiting, 1, __ATOMIC_RELEASE);
+	a->rc = wf_signal_wait(a->w, 2000);
+	return NULL;
+}
+
+static void *swap_main(void *arg)
+{
+	int *reused = arg;
+	/* Keeps the helper thread up between the unwatch and the watch, so
+	 * that the freed watcher's memory is the next one's. */
+	wf_signal *anchor;
+	if (!CHECK_RC(wf_signal_watch(SIGUSR2, &anchor), 0))
+		return NULL;
+	for (int i = 0; i < 20 && !check_any_failed(); i++) {
+		swap_arg a = {.rc = 1};
+		if (!CHECK_RC(wf_signal_watch(SIGUSR1, &a.w), 0))
+			break;
+		wf_task *t = wf_spawn(swap_waiter, &a);
+		while (!__atomic_load_n(&a.waiting, __ATOMIC_ACQUIRE))
+			CHECK_RC(wf_yield(), 0);
+		CHECK_RC(wf_yield(), 0); /* the waiter is suspended in its wait */
+		raise(SIGUSR1);
+		sleep_ms(30); /* the helper fired the waiter, which cannot run yet */
+		wf_signal *old = a.w, *next;
+		CHECK_RC(wf_signal_unwatch(a.w), 0);
+		CHECK_RC(wf_signal_watch(SIGUSR1, &next), 0);
+		*reused += next == old;
+		CHECK_RC(wf_join(t, NULL), 0);
+		CHECK_RC(a.rc, WF_ECLOSED);
+		/* The new watcher saw nothing yet, and sees the next delivery. */
+		CHECK_RC(wf_signal_wait(next, 0), WF_ETIMEDOUT);
+		raise(SIGUSR1);
+		CHECK_EQ(wf_signal_wait(next, LONG_MS), 1);
+		CHECK_RC(wf_signal_unwatch(next), 0);
+	}
+	CHECK_RC(wf_signal_unwatch(anchor), 0);
+	return NULL;
+}
+
+Test(signal, a_woken_wait_never_takes_a_new_watcher_at_its_address)
+{
+	int reused = 0;
+	run_weft(1, swap_main, &reused);
+	check_none_failed();
+	cr_log_info("new watcher at the old one's address in %d of 20 rounds", reused);
+	check_no_leaks();
+}
+
 /* Watchers come and go while signals arrive (the helper thread ends with
  * the last watcher and a new one starts with the next). */
 Test(signal, watch_unwatch_churn)
