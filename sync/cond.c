@@ -14,11 +14,18 @@
  * and the lock taken anyway. If that cancellation cost a notification
  * already received, the notification is passed to another waiter, as
  * asyncio does.
+ *
+ * A waiter counts as waiting (`inside`) from before it queues until it
+ * holds the lock again: a notify_all leaves the queue empty while the
+ * woken still read c->lock and may pass a notification on, so freeing
+ * the condition then (what a program used to pthread_cond_destroy after
+ * a broadcast would do) gets WF_EBUSY instead of freeing it under them.
  */
 #include "sync/sync_internal.h"
 
 struct wf_cond {
 	wf__sync s;
+	uint32_t inside; /* atomic (raised under s.sl): waits in progress */
 	bool owns_lock;
 	wf_lock *lock; /* the lock's handle */
 };
@@ -52,13 +59,19 @@ int wf_cond_new(wf_lock *lock, wf_cond **out)
 	return 0;
 }
 
+static bool cond_busy(wf__sync *s)
+{
+	const wf_cond *c = (const wf_cond *)(void *)s;
+	return __atomic_load_n(&c->inside, __ATOMIC_ACQUIRE) != 0;
+}
+
 int wf_cond_free(wf_cond *h)
 {
 	wf_cond *c = cond_get(h);
 	if (c == NULL)
 		return WF_EINVAL;
 	wf_lock *lock = c->owns_lock ? c->lock : NULL;
-	int rc = wf__sync_free(&cond_type, &c->s, NULL, NULL);
+	int rc = wf__sync_free(&cond_type, &c->s, cond_busy, NULL);
 	if (rc == 0 && lock != NULL)
 		wf_lock_free(lock); /* only the condition had it */
 	return rc;
@@ -109,16 +122,21 @@ static int cond_wait_until(wf_cond *c, uint64_t deadline, bool no_wait)
 	 * which needs that lock, always finds the waiter. A cancellation
 	 * pending at the start returns at once with the lock still held. */
 	wf__spin_lock(&c->s.sl);
+	__atomic_add_fetch(&c->inside, 1, __ATOMIC_RELAXED);
 	wf__waiting wg = {.lock = &c->s.sl, .q = &c->s.q, .what = "condition", .obj = c,
 			  .deadline = deadline, .linked = release_user_lock,
 			  .linked_arg = c->lock};
 	int rc = wf__wait_on(&wg);
-	if (!wg.waited)
-		return rc;
-	int relocked = relock(c);
-	if (relocked == WF_ECANCELED && rc == 0)
-		notify_locked(c, 1);
-	return relocked != 0 ? relocked : rc;
+	if (wg.waited) {
+		int relocked = relock(c);
+		if (relocked == WF_ECANCELED && rc == 0)
+			notify_locked(c, 1);
+		if (relocked != 0)
+			rc = relocked;
+	}
+	/* The last touch of c: a free may go on from here. */
+	__atomic_sub_fetch(&c->inside, 1, __ATOMIC_RELEASE);
+	return rc;
 }
 
 int wf_cond_wait(wf_cond *h, uint64_t timeout_ms)

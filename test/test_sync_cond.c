@@ -395,3 +395,82 @@ Test(sync_cond, bad_input_from_a_thread)
 	cr_assert_eq(wf_cond_wait(NULL, 0), WF_EINVAL);
 	cr_assert_eq(wf_cond_wait_for(NULL, NULL, NULL, 0), WF_EINVAL);
 }
+
+/* A condition freed right after notify_all, as a program used to
+ * pthread_cond_destroy after a broadcast would do: the free is refused
+ * (WF_EBUSY) until every notified waiter holds the lock again, and a new
+ * condition made at once (often in the old one's memory, on another lock)
+ * is never what a notified waiter takes back: each returns holding its own
+ * lock, and releases it. */
+#define FREE_WAITERS 4
+
+typedef struct free_round {
+	wf_cond *c;
+	wf_lock *lock;
+	int queued;   /* atomic: waiters about to wait (lock held) */
+	int returned; /* atomic */
+} free_round;
+
+static void *free_round_waiter(void *arg)
+{
+	free_round *r = arg;
+	CHECK_RC(wf_lock_acquire(r->lock, WF_FOREVER), 0);
+	__atomic_add_fetch(&r->queued, 1, __ATOMIC_SEQ_CST);
+	int rc = wf_cond_wait(r->c, 5000);
+	CHECK(rc == 0 || rc == WF_ETIMEDOUT);
+	CHECK(wf_lock_locked(r->lock));
+	CHECK_RC(wf_lock_release(r->lock), 0);
+	__atomic_add_fetch(&r->returned, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static void *free_after_notify_main(void *arg)
+{
+	(void)arg;
+	long rounds = test_iters_min(200, 10);
+	long refused = 0;
+	for (long i = 0; i < rounds && !check_any_failed(); i++) {
+		free_round r = {0};
+		CHECK_RC(wf_lock_new(&r.lock), 0);
+		CHECK_RC(wf_cond_new(r.lock, &r.c), 0);
+		wf_task *t[FREE_WAITERS];
+		for (int k = 0; k < FREE_WAITERS; k++)
+			CHECK((t[k] = wf_spawn(free_round_waiter, &r)) != NULL);
+		/* Every waiter queued: each counted itself holding the lock,
+		 * and released it only by queueing. */
+		while (__atomic_load_n(&r.queued, __ATOMIC_SEQ_CST) < FREE_WAITERS)
+			CHECK_RC(wf_yield(), 0);
+		CHECK_RC(wf_lock_acquire(r.lock, WF_FOREVER), 0);
+		CHECK_EQ(wf_cond_notify_all(r.c), FREE_WAITERS);
+		CHECK_RC(wf_lock_release(r.lock), 0);
+		int rc;
+		while ((rc = wf_cond_free(r.c)) == WF_EBUSY) {
+			refused++;
+			CHECK_RC(wf_yield(), 0);
+		}
+		CHECK_RC(rc, 0);
+		/* Likely in the freed condition's memory, with another lock. */
+		wf_lock *other;
+		wf_cond *next;
+		CHECK_RC(wf_lock_new(&other), 0);
+		CHECK_RC(wf_cond_new(other, &next), 0);
+		for (int k = 0; k < FREE_WAITERS; k++)
+			if (t[k] != NULL)
+				CHECK_RC(wf_join(t[k], NULL), 0);
+		CHECK_EQ(__atomic_load_n(&r.returned, __ATOMIC_SEQ_CST), FREE_WAITERS);
+		CHECK(!wf_lock_locked(other));
+		CHECK_RC(wf_cond_free(next), 0);
+		CHECK_RC(wf_lock_free(other), 0);
+		CHECK_RC(wf_lock_free(r.lock), 0);
+	}
+	cr_log_info("the free was refused %ld times in %ld rounds", refused, rounds);
+	return NULL;
+}
+
+Test(sync_cond, free_right_after_notify_all_waits_for_the_notified)
+{
+	run_weft(1, free_after_notify_main, NULL);
+	run_weft(2, free_after_notify_main, NULL);
+	check_none_failed();
+	check_no_leaks();
+}

@@ -108,7 +108,9 @@ WF_EXTERN bool wf_event_is_set(const wf_event *e);
  * caller's and must outlive the condition. 0, WF_EINVAL (out NULL, lock
  * freed), WF_ENOMEM. */
 WF_EXTERN int wf_cond_new(wf_lock *lock, wf_cond **out);
-/* [any] 0, WF_EINVAL, WF_EBUSY (someone is waiting). */
+/* [any] 0, WF_EINVAL, WF_EBUSY (someone is waiting, or was notified and
+ * has not yet taken the lock back: a free right after wf_cond_notify_all
+ * may need retrying once the notified have run). */
 WF_EXTERN int wf_cond_free(wf_cond *c);
 /* [any] The lock of c (NULL for NULL or freed); owned by c if c created
  * it. */
