@@ -82,8 +82,8 @@ static void *main_task(void *arg)
 		return wf_fail(rc, "await");
 	double took = now_s() - start;
 	printf("%s\n", (const char *)value);
-	if (took >= 0.99 && took < 1.8)
-		printf("the value came after about 1 s\n");
+	if (took >= 0.99) /* never early; a loaded machine may make it late */
+		printf("the value came after a second\n");
 	else
 		printf("the value came after %.3f s\n", took);
 
