@@ -278,7 +278,9 @@ int wf_group_enter_at(wf_group **out, const char *file, int line)
 	if (g == NULL)
 		return WF_ENOMEM;
 	g->state = G_BODY;
-	g->nlive = 1; /* the owner's, until it leaves */
+	/* Atomic: a spawn through the handle of the group this memory held
+	 * before may still count on it (live_get_unless_ended). */
+	__atomic_store_n(&g->nlive, 1, __ATOMIC_RELAXED); /* the owner's, until it leaves */
 	g->next_chunk = FIRST_CHUNK;
 	wf__cscope_push(&g->cs, me, WF__CS_GROUP, file, line);
 	*out = wf__handle_of(g);
@@ -322,7 +324,12 @@ int wf_group_spawn(wf_group *h, wf_fn fn, void *arg, const wf_spawn_opts *opts,
 	wf_task *me = wf__current();
 	if (me == NULL)
 		return WF_ENOTTASK;
-	bool owner = me == g->cs.task;
+	/* Owner: g's scope is one of ours (read from our own scope chain,
+	 * not from g, whose memory another group may hold by now if we are
+	 * not its owner and it ended). */
+	bool owner = false;
+	for (const wf__cscope *cs = me->cscope; cs != NULL && !owner; cs = cs->outer)
+		owner = cs == &g->cs;
 	if (owner)
 		drain_done(g); /* the owner's own share keeps g alive */
 	else if (!live_get_unless_ended(g, h))

@@ -863,8 +863,10 @@ int wf_pool_new(const char *name, unsigned threads, wf_pool **out)
 		wf__hobj_free(&pool_htype, p);
 		return WF_ENOMEM;
 	}
-	p->magic = POOL_MAGIC;
-	p->refs = 1;
+	/* Atomic: a call through the handle of the pool this memory held
+	 * before may still read them (pool_ok, pool_ref). */
+	__atomic_store_n(&p->magic, POOL_MAGIC, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->refs, 1, __ATOMIC_RELAXED);
 	p->max_threads = threads;
 	p->keepalive_ns = NO_KEEPALIVE;
 	snprintf(p->name, sizeof(p->name), "%s", name != NULL ? name : "wf-pool");

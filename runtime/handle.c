@@ -357,6 +357,24 @@ static void tcache_flush_kind(tcache *c, unsigned kind, unsigned keep)
 	list_put(ty, head, last, n - keep);
 }
 
+/* Zeroes obj past its header with relaxed atomic stores, not memset: a
+ * call that decoded a handle of the slot's previous object just before it
+ * was freed may still read that object's fields (atomically: a magic
+ * word, a count) before it finds its handle stale, and a plain write
+ * racing an atomic read is a data race in C11 and for TSan, however
+ * harmless on the hardware. The header is 8 bytes, so the words are
+ * aligned. */
+_Static_assert(sizeof(wf__hdr) == sizeof(uint64_t), "zero_fields writes aligned words");
+
+static void zero_fields(void *obj, size_t size)
+{
+	char *p = (char *)obj + sizeof(wf__hdr), *end = (char *)obj + size;
+	for (; p + sizeof(uint64_t) <= end; p += sizeof(uint64_t))
+		__atomic_store_n((uint64_t *)(void *)p, 0, __ATOMIC_RELAXED);
+	for (; p < end; p++)
+		__atomic_store_n((uint8_t *)p, 0, __ATOMIC_RELAXED);
+}
+
 void *wf__hobj_alloc(wf__htype *ty)
 {
 	if (!wf__htype_ready(ty))
@@ -381,7 +399,7 @@ void *wf__hobj_alloc(wf__htype *ty)
 		c->k[k].head = *free_next(obj);
 		__atomic_store_n(&c->k[k].n, c->k[k].n - 1, __ATOMIC_RELAXED);
 	}
-	memset((char *)obj + sizeof(wf__hdr), 0, ty->size - sizeof(wf__hdr));
+	zero_fields(obj, ty->size);
 	wf__hdr_arm(obj);
 	return obj;
 }
