@@ -76,7 +76,7 @@ struct wf_group {
 	wf__cscope cs; /* cs.lock guards the rare paths (top comment) */
 	int state;     /* lock */
 	int aborting;  /* atomic (set under the lock): no new spawns */
-	size_t nlive;  /* atomic: live children + 1 until the owner leaves */
+	uint32_t nlive; /* atomic: live children + 1 until the owner leaves */
 	gentry *done;  /* atomic: stack of DONE entries not yet joined */
 	bool zeroed;   /* lock: nlive reached zero */
 	wf__waiter *waiter; /* lock: the owner's, while it waits at the leave */
@@ -300,12 +300,8 @@ int(wf_group_enter)(wf_group **out)
  * live_put, which ends that group if it was the last). */
 static bool live_get_unless_ended(wf_group *g, const wf_group *h)
 {
-	size_t n = __atomic_load_n(&g->nlive, __ATOMIC_RELAXED);
-	do {
-		if (n == 0)
-			return false;
-	} while (!__atomic_compare_exchange_n(&g->nlive, &n, n + 1, true, __ATOMIC_ACQUIRE,
-					      __ATOMIC_RELAXED));
+	if (!wf__ref_unless_zero(&g->nlive))
+		return false;
 	if (WF__UNLIKELY(group_get(h) != g)) {
 		live_put(g);
 		return false;
